@@ -1,0 +1,189 @@
+"""`store-edge`: the edge's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from store_edge import __version__
+from store_edge.errors import ConfigError
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from store_edge.layout.loader import load_store
+    from store_edge.sim.generate import random_scenario
+    from store_edge.sim.scenario import load_scenario
+    from store_edge.sim.simulator import simulate
+
+    store = load_store(args.store)
+    if args.scenario:
+        scenario = load_scenario(args.scenario)
+        if args.seed is not None:
+            scenario = scenario.model_copy(update={"seed": args.seed})
+        source: str | Path = args.scenario
+    else:
+        if args.shoppers is None or args.minutes is None:
+            print(
+                "store-edge simulate: give --scenario FILE, or --shoppers N and --minutes M", file=sys.stderr
+            )
+            return 2
+        scenario = random_scenario(store, args.shoppers, args.minutes, args.seed or 0)
+        source = "<generated>"
+    result = simulate(
+        store,
+        scenario,
+        args.out,
+        store_text=Path(args.store).read_text(encoding="utf-8"),
+        scenario_source=source,
+        frames=args.frames,
+        frame_fps=args.frame_fps,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    if args.json:
+        print(json.dumps(summary_dict(result), indent=2))
+    else:
+        print_summary(result)
+    return 0
+
+
+def summary_dict(result: object) -> dict[str, object]:
+    from store_edge.sim.simulator import SimulationResult
+
+    assert isinstance(result, SimulationResult)
+    plan = result.plan
+    return {
+        "out": str(result.out),
+        "bytes": result.out.stat().st_size,
+        "store": plan.store.store_id,
+        "scenario": plan.scenario.name,
+        "seed": plan.scenario.seed,
+        "duration_s": result.duration_s,
+        "visits": len(plan.visits),
+        "shoppers": len(plan.shoppers),
+        "actions": dict(Counter(a.kind for a in plan.actions)),
+        "wrong_place_returns": sum(a.misplaced for a in plan.actions),
+        "messages": dict(sorted(result.messages_by_topic_kind.items())),
+        "truth": dict(sorted(result.truth_counts.items())),
+    }
+
+
+def print_summary(result: object) -> None:
+    from store_edge.sim.simulator import SimulationResult
+
+    assert isinstance(result, SimulationResult)
+    plan = result.plan
+    names = {p.sku: p.name for p in plan.store.products}
+    print(
+        f"Simulated {plan.scenario.name!r} in store {plan.store.store_id!r}: {len(plan.shoppers)} shoppers, "
+        f"{len(plan.visits)} visits, {result.duration_s:g} s (seed {plan.scenario.seed})"
+    )
+    print()
+    print(f"{'visit':<16} {'shoppers':<18} {'in':>7} {'out':>7}  actions                          receipt")
+    for v in plan.visits:
+        acts = Counter(a.kind for a in plan.actions if a.visit_id == v.visit_id)
+        act_text = ", ".join(f"{n} {k}" for k, n in sorted(acts.items())) or "-"
+        lines = plan.receipts[v.visit_id]
+        receipt = "; ".join(f"{q} x {names[s]}" for s, q in sorted(lines.items()) if q) or "(nothing)"
+        print(
+            f"{v.visit_id:<16} {','.join(v.shopper_ids):<18} {v.scan_s:>6.1f}s {v.exit_s:>6.1f}s  "
+            f"{act_text:<32} {receipt}"
+        )
+    kinds = Counter(a.kind for a in plan.actions)
+    print()
+    print(
+        "actions: "
+        + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        + f" ({sum(a.misplaced for a in plan.actions)} returned to the wrong place)"
+    )
+    total = sum(result.messages_by_topic_kind.values())
+    print(
+        f"messages: {total} sensor messages "
+        + "("
+        + ", ".join(
+            f"{n} {k.removeprefix('cl.v1.')}" for k, n in sorted(result.messages_by_topic_kind.items())
+        )
+        + f"), {sum(result.truth_counts.values())} truth records"
+    )
+    print(f"wrote {result.out} ({result.out.stat().st_size / 1e6:.2f} MB)")
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from store_edge.layout.loader import load_store, read_yaml
+    from store_edge.sim.scenario import load_scenario
+
+    status = 0
+    for f in args.files:
+        try:
+            data = read_yaml(f)
+            if isinstance(data, dict) and "shoppers" in data:
+                sc = load_scenario(f)
+                print(f"{f}: scenario {sc.name!r} OK ({len(sc.shoppers)} shoppers)")
+            else:
+                st = load_store(f)
+                print(
+                    f"{f}: store {st.store_id!r} OK ({len(st.gondolas)} gondolas, {st.plate_count} plates, "
+                    f"{len(st.products)} products, {len(st.cameras)} cameras)"
+                )
+        except ConfigError as e:
+            print(e, file=sys.stderr)
+            status = 2
+    return status
+
+
+def _cmd_schemas(args: argparse.Namespace) -> int:
+    from store_edge.protocol.schemas import write_schemas
+
+    for path in write_schemas(Path(args.out)):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="store-edge", description="Cashierless store edge: simulate, fuse, record."
+    )
+    p.add_argument("--version", action="version", version=f"store-edge {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="simulate shoppers in a store and write an MCAP recording")
+    sim.add_argument("--store", required=True, help="store layout YAML")
+    sim.add_argument("--scenario", help="scenario YAML (otherwise a random scenario is generated)")
+    sim.add_argument("--shoppers", type=int, help="random scenario: number of shoppers")
+    sim.add_argument("--minutes", type=float, help="random scenario: length in minutes")
+    sim.add_argument("--seed", type=int, help="random seed (overrides the scenario's)")
+    sim.add_argument("--out", required=True, help="output .mcap file")
+    sim.add_argument(
+        "--frames", action="store_true", help="also render top-down camera frames (needs OpenCV)"
+    )
+    sim.add_argument(
+        "--frame-fps", type=float, help="frame rate of rendered frames (default: each camera's fps)"
+    )
+    sim.add_argument("--json", action="store_true", help="print the summary as JSON")
+    sim.add_argument("--quiet", action="store_true", help="no progress bars")
+    sim.set_defaults(func=_cmd_simulate)
+
+    val = sub.add_parser("validate", help="check store and scenario files")
+    val.add_argument("files", nargs="+")
+    val.set_defaults(func=_cmd_validate)
+
+    sch = sub.add_parser("schemas", help="write the JSON Schemas of every message to a folder")
+    sch.add_argument("--out", default="docs/schemas")
+    sch.set_defaults(func=_cmd_schemas)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
