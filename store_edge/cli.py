@@ -142,6 +142,18 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from store_edge.layout.loader import load_store
+    from store_edge.viz import plot_action_traces, plot_floor, store_from_recording
+
+    store = load_store(args.store) if args.store else store_from_recording(args.recording)
+    out = Path(args.out)
+    print(plot_floor(args.recording, store, out))
+    for path in plot_action_traces(args.recording, store, out, limit=args.actions):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="store-edge", description="Cashierless store edge: simulate, fuse, record."
@@ -165,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", action="store_true", help="print the summary as JSON")
     sim.add_argument("--quiet", action="store_true", help="no progress bars")
     sim.set_defaults(func=_cmd_simulate)
+
+    plot = sub.add_parser("plot", help="draw a recording: floor map with paths, weight traces of actions")
+    plot.add_argument("recording")
+    plot.add_argument("--store", help="store layout (default: the copy inside the recording)")
+    plot.add_argument("--out", required=True, help="folder for the PNG files")
+    plot.add_argument("--actions", type=int, default=20, help="draw at most this many actions")
+    plot.set_defaults(func=_cmd_plot)
 
     val = sub.add_parser("validate", help="check store and scenario files")
     val.add_argument("files", nargs="+")

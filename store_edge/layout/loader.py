@@ -150,7 +150,9 @@ def check_store_references(store: StoreLayout) -> list[FieldProblem]:
                 FieldProblem(f"{fp}.plates", "a facing covers neighbouring plates only (gap found)")
             )
         for pid, units in f.plates.items():
-            load_g[pid] = load_g.get(pid, 0.0) + units * (product.unit_weight_g.mean + 3 * product.unit_weight_g.std)
+            load_g[pid] = load_g.get(pid, 0.0) + units * (
+                product.unit_weight_g.mean + 3 * product.unit_weight_g.std
+            )
     shelf_plates = {p.id: p for g in store.gondolas for s in g.shelves for p in s.plates}
     for pid, grams in sorted(load_g.items()):
         rating = shelf_plates[pid].rating_kg * 1000

@@ -20,6 +20,8 @@ from store_edge.sim.scenario import LoadCellNoise
 FloatArray = NDArray[np.float64]
 RAMP_S = 0.06
 """How long a hand takes to build up or release its force on a plate."""
+LIFT_S = 0.1
+"""How long an item takes to leave (or land on) a plate; the change is complete at the step's time."""
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,10 @@ def shelf_signal(plan: Plan, shelf: Shelf, duration_s: float) -> ShelfSignal:
         x = tare + load0[pid] + slope * t / 3600.0
         if lc.drift_walk_g_per_sqrt_s > 0 and n:
             x += np.cumsum(rng.normal(0, lc.drift_walk_g_per_sqrt_s / math.sqrt(rate), n))
-        level = np.zeros(n + 1)
         for s in steps.get(pid, []):
-            i = math.ceil(s.t * rate)
-            if i < n:
-                level[i] += s.delta_g
-        x += np.cumsum(level[:n])
+            # an item leaves or lands over about a tenth of a second, not in one sample
+            i = max(0, math.ceil((s.t - LIFT_S) * rate))
+            x[i:] += s.delta_g * np.clip((t[i:] - (s.t - LIFT_S)) / LIFT_S, 0.0, 1.0)
         # the press-lift-settle transient: ringing after each change, the pressing hand around it
         for s in steps.get(pid, []):
             amp = uniform(rng, lc.ring_fraction) * abs(s.delta_g)

@@ -496,8 +496,9 @@ class _Planner:
                     for pid in unit.split:
                         if unit in shelf_stock[pid]:
                             shelf_stock[pid].remove(unit)
-                    press_end = times[k]
                     press_start = contact if k == 0 else times[k] - 0.15
+                    # during a long hold the grip lets go of the shelf; the item rests there in hand
+                    press_end = contact + grip if (k == 0 and a.hold_s > 0) else times[k]
                     c.pulses.append(Pulse(plate, press_start, press_end, uniform(rng, lc.press_g)))
                     if k == 0 and a.hold_s > 0:
                         c.pulses.append(

@@ -1,0 +1,47 @@
+# Everything a fresh machine needs: `make demo` and `make test` each create the virtual environment.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+OUT ?= out
+
+.PHONY: venv demo test lint check recordings stores schemas clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[vision,dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Simulate a store, print what happened, and draw it.
+demo: $(STAMP)
+	mkdir -p $(OUT)
+	$(VENV)/bin/store-edge simulate --store sample_data/stores/demo.yaml \
+	    --scenario sample_data/scenarios/demo-hard-cases.yaml --out $(OUT)/demo-hard-cases.mcap
+	$(VENV)/bin/store-edge simulate --store sample_data/stores/demo.yaml \
+	    --shoppers 12 --minutes 6 --seed 5 --out $(OUT)/demo-random.mcap
+	$(VENV)/bin/store-edge plot $(OUT)/demo-hard-cases.mcap --out $(OUT)/demo-hard-cases
+	@echo "Pictures of the hard cases are in $(OUT)/demo-hard-cases/"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+check: lint test
+
+# Regenerate shipped data (deterministic; the tests check the committed files match).
+stores: $(STAMP)
+	$(PY) tools/generate_stores.py
+recordings: $(STAMP)
+	$(PY) tools/make_sample_recordings.py
+schemas: $(STAMP)
+	$(VENV)/bin/store-edge schemas --out docs/schemas
+
+clean:
+	rm -rf $(OUT) .pytest_cache .mypy_cache .ruff_cache
