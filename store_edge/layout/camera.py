@@ -84,12 +84,18 @@ class CameraModel:
         return np.stack([xd, yd], axis=1)
 
     def _undistort(self, xd: FloatArray, iterations: int = 20) -> FloatArray:
+        """Invert `_distort` by fixed-point iteration, the way cv2.undistortPoints does."""
         if not np.any(self.dist):
             return xd
+        k1, k2, p1, p2, k3 = self.dist
         xn = xd.copy()
-        for _ in range(iterations):  # fixed-point iteration, as cv2.undistortPoints does
-            err = self._distort(xn) - xd
-            xn = xn - err
+        for _ in range(iterations):
+            x, y = xn[:, 0], xn[:, 1]
+            r2 = x * x + y * y
+            radial = 1 + k1 * r2 + k2 * r2 * r2 + k3 * r2**3
+            dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+            dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+            xn = np.stack([(xd[:, 0] - dx) / radial, (xd[:, 1] - dy) / radial], axis=1)
         return xn
 
     def world_to_pixel(self, points: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:

@@ -14,20 +14,39 @@ from store_edge.errors import ConfigError, FieldProblem
 from store_edge.layout.model import StoreLayout, point_in_polygon
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice: PyYAML would silently keep the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, source: str | Path) -> Any:
+    """Parse YAML text, turning syntax errors into a ConfigError that names the line."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "(file)"
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(source, [FieldProblem(where, f"YAML syntax error: {problem}")]) from e
+
+
 def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file, turning syntax errors into a ConfigError that names the line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(path, [FieldProblem("(file)", f"cannot read: {e.strerror or e}")]) from e
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "(file)"
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(path, [FieldProblem(where, f"YAML syntax error: {problem}")]) from e
+    return parse_yaml(text, path)
 
 
 def parse_store(data: Any, source: str | Path = "<store>") -> StoreLayout:
@@ -49,7 +68,7 @@ def load_store(path: str | Path) -> StoreLayout:
 
 def load_store_text(text: str, source: str = "<store>") -> StoreLayout:
     """Parse a store from YAML text (used for the copy embedded in a recording)."""
-    return parse_store(yaml.safe_load(text), source)
+    return parse_store(parse_yaml(text, source), source)
 
 
 def check_store_references(store: StoreLayout) -> list[FieldProblem]:

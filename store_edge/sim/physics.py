@@ -47,14 +47,13 @@ def _add_ring(
 
 
 def _add_pulse(x: FloatArray, t: FloatArray, rate: float, p: Pulse, rng: np.random.Generator) -> None:
-    i0 = max(0, math.ceil((p.t0 - RAMP_S) * rate))
-    i1 = min(len(t), math.ceil((p.t1 + RAMP_S) * rate) + 1)
+    """The force builds up over RAMP_S from t0 and is gone at t1."""
+    i0 = max(0, math.ceil(p.t0 * rate))
+    i1 = min(len(t), math.ceil(p.t1 * rate))
     if i0 >= i1:
         return
     tt = t[i0:i1]
-    up = np.clip((tt - (p.t0 - RAMP_S)) / RAMP_S, 0, 1)
-    down = np.clip(((p.t1 + RAMP_S) - tt) / RAMP_S, 0, 1)
-    envelope = np.minimum(up, down)
+    envelope = np.minimum(np.clip((tt - p.t0) / RAMP_S, 0, 1), np.clip((p.t1 - tt) / RAMP_S, 0, 1))
     # a hand is not a weight: its force wobbles (low-passed tremor, ~8% of the force)
     tremor = rng.normal(0, 0.08 * abs(p.force_g), len(tt))
     tremor = np.convolve(tremor, np.ones(5) / 5, mode="same")
