@@ -27,9 +27,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         source: str | Path = args.scenario
     else:
         if args.shoppers is None or args.minutes is None:
-            print(
-                "store-edge simulate: give --scenario FILE, or --shoppers N and --minutes M", file=sys.stderr
-            )
+            print("store-edge simulate: give --scenario FILE, or --shoppers N and --minutes M", file=sys.stderr)
             return 2
         scenario = random_scenario(store, args.shoppers, args.minutes, args.seed or 0)
         source = "<generated>"
@@ -103,9 +101,7 @@ def print_summary(result: object) -> None:
     print(
         f"messages: {total} sensor messages "
         + "("
-        + ", ".join(
-            f"{n} {k.removeprefix('cl.v1.')}" for k, n in sorted(result.messages_by_topic_kind.items())
-        )
+        + ", ".join(f"{n} {k.removeprefix('cl.v1.')}" for k, n in sorted(result.messages_by_topic_kind.items()))
         + f"), {sum(result.truth_counts.values())} truth records"
     )
     print(f"wrote {result.out} ({result.out.stat().st_size / 1e6:.2f} MB)")
@@ -155,9 +151,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="store-edge", description="Cashierless store edge: simulate, fuse, record."
-    )
+    p = argparse.ArgumentParser(prog="store-edge", description="Cashierless store edge: simulate, fuse, record.")
     p.add_argument("--version", action="version", version=f"store-edge {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -168,12 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--minutes", type=float, help="random scenario: length in minutes")
     sim.add_argument("--seed", type=int, help="random seed (overrides the scenario's)")
     sim.add_argument("--out", required=True, help="output .mcap file")
-    sim.add_argument(
-        "--frames", action="store_true", help="also render top-down camera frames (needs OpenCV)"
-    )
-    sim.add_argument(
-        "--frame-fps", type=float, help="frame rate of rendered frames (default: each camera's fps)"
-    )
+    sim.add_argument("--frames", action="store_true", help="also render top-down camera frames (needs OpenCV)")
+    sim.add_argument("--frame-fps", type=float, help="frame rate of rendered frames (default: each camera's fps)")
     sim.add_argument("--json", action="store_true", help="print the summary as JSON")
     sim.add_argument("--quiet", action="store_true", help="no progress bars")
     sim.set_defaults(func=_cmd_simulate)

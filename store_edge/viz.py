@@ -119,9 +119,7 @@ def plot_action_traces(path: str | Path, store: StoreLayout, out: Path, limit: i
             ax.set_xlabel("seconds from the hand entering")
             ax.set_ylabel("grams, relative to before")
             deltas = ", ".join(f"{p}: {d:+.1f} g" for p, d in a.plate_deltas_g.items()) or "no change"
-            ax.set_title(
-                f"{a.action_id} {a.kind} x{a.quantity} by {a.shopper_id} on {shelf_id} ({deltas})", fontsize=9
-            )
+            ax.set_title(f"{a.action_id} {a.kind} x{a.quantity} by {a.shopper_id} on {shelf_id} ({deltas})", fontsize=9)
             ax.legend(fontsize=7, loc="lower left")
             dest = out / f"action-{a.action_id}-{a.kind}.png"
             fig.savefig(dest, dpi=80, bbox_inches="tight")

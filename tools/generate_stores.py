@@ -441,9 +441,7 @@ DEMO = StorePlan(
     runs=(
         (
             GondolaPlan(48, 5, (("water", 3), ("soda_can", 6), ("bottle", 6), ("energy", 3))),
-            GondolaPlan(
-                48, 5, (("chips_large", 4), ("crackers_cookies", 3), ("nuts_jerky", 5), ("chips_small", 6))
-            ),
+            GondolaPlan(48, 5, (("chips_large", 4), ("crackers_cookies", 3), ("nuts_jerky", 5), ("chips_small", 6))),
         ),
         (
             GondolaPlan(36, 4, (("candy", 3), ("chocolate", 8), ("gum_mints", 4))),
@@ -494,9 +492,7 @@ def ean13(rng: np.random.Generator, taken: set[str]) -> str:
             return code
 
 
-def make_product(
-    rng: np.random.Generator, cat: Category, item: tuple[str, float], taken: set[str]
-) -> Product:
+def make_product(rng: np.random.Generator, cat: Category, item: tuple[str, float], taken: set[str]) -> Product:
     name, nominal = item
     mean = round(nominal * (1 + float(rng.uniform(-cat.jitter, cat.jitter))), 1)
     cv = min(cat.cv * math.exp(float(rng.normal(0.0, 0.45))), MAX_CV)
@@ -664,11 +660,7 @@ def build_gondolas_and_planogram(
 
 # --- floor, gates, cameras --------------------------------------------------------------------------
 def floor_size(plan: StorePlan) -> tuple[float, float]:
-    width = (
-        2 * WALL_CLEARANCE_M
-        + sum(len(r) * GONDOLA_DEPTH_M for r in plan.runs)
-        + AISLE_M * (len(plan.runs) - 1)
-    )
+    width = 2 * WALL_CLEARANCE_M + sum(len(r) * GONDOLA_DEPTH_M for r in plan.runs) + AISLE_M * (len(plan.runs) - 1)
     depth = GATE_ZONE_M + max(r[0].length_in * INCH for r in plan.runs) + WALL_CLEARANCE_M
     return math.ceil(width * 10) / 10, math.ceil(depth * 10) / 10
 
@@ -696,9 +688,7 @@ def make_gates(width: float) -> list[Gate]:
 def ceiling_camera(cam_id: str, x: float, y: float) -> Camera:
     raw = look_down_extrinsics((x, y, CAMERA_HEIGHT_M))
     r, t = raw.rvec, raw.tvec
-    ext = Extrinsics(
-        rvec=(_tidy(r[0]), _tidy(r[1]), _tidy(r[2])), tvec=(_tidy(t[0]), _tidy(t[1]), _tidy(t[2]))
-    )
+    ext = Extrinsics(rvec=(_tidy(r[0]), _tidy(r[1]), _tidy(r[2])), tvec=(_tidy(t[0]), _tidy(t[1]), _tidy(t[2])))
     w, h = CAMERA_RESOLUTION
     return Camera(
         id=cam_id,
@@ -815,9 +805,7 @@ def write_stores(out_dir: Path) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})"
-    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
     args = parser.parse_args(argv)
     for path in write_stores(args.out):
         print(f"wrote {path}")

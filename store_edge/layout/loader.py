@@ -22,9 +22,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -103,32 +101,25 @@ def check_store_references(store: StoreLayout) -> list[FieldProblem]:
                 pp = f"{sp}.plates[{pi}]"
                 ids.append((f"{pp}.id", p.id))
                 if p.x_m + 1e-9 < prev_end:
-                    problems.append(
-                        FieldProblem(f"{pp}.x_m", "overlaps the previous plate (plates go left to right)")
-                    )
+                    problems.append(FieldProblem(f"{pp}.x_m", "overlaps the previous plate (plates go left to right)"))
                 if p.x_m + p.width_m > g.length_m + 1e-6:
                     problems.append(
                         FieldProblem(
                             f"{pp}.x_m",
-                            f"plate ends at {p.x_m + p.width_m:.3f} m, past the gondola's "
-                            f"{g.length_m:.3f} m front",
+                            f"plate ends at {p.x_m + p.width_m:.3f} m, past the gondola's {g.length_m:.3f} m front",
                         )
                     )
                 prev_end = p.x_m + p.width_m
         outline = np.array(store.floor.outline, dtype=float)
         for corner in g.footprint():
             if not point_in_polygon(corner, outline):
-                problems.append(
-                    FieldProblem(f"{gp}.front", "gondola footprint extends outside the floor outline")
-                )
+                problems.append(FieldProblem(f"{gp}.front", "gondola footprint extends outside the floor outline"))
                 break
     for ci, c in enumerate(store.cameras):
         ids.append((f"cameras[{ci}].id", c.id))
         w, h = c.resolution
         if not (0 <= c.intrinsics.cx <= w and 0 <= c.intrinsics.cy <= h):
-            problems.append(
-                FieldProblem(f"cameras[{ci}].intrinsics", "principal point lies outside the image")
-            )
+            problems.append(FieldProblem(f"cameras[{ci}].intrinsics", "principal point lies outside the image"))
     for gi, gate in enumerate(store.gates):
         ids.append((f"gates[{gi}].id", gate.id))
         devices.append((f"gates[{gi}].counter_id", gate.counter_id))
@@ -159,19 +150,13 @@ def check_store_references(store: StoreLayout) -> list[FieldProblem]:
             continue
         shelves = {geometry[pid].shelf_id for pid in f.plates}
         if len(shelves) > 1:
-            problems.append(
-                FieldProblem(f"{fp}.plates", f"a facing lies on one shelf, found {sorted(shelves)}")
-            )
+            problems.append(FieldProblem(f"{fp}.plates", f"a facing lies on one shelf, found {sorted(shelves)}"))
             continue
         idx = sorted(geometry[pid].index_on_shelf for pid in f.plates)
         if idx != list(range(idx[0], idx[0] + len(idx))):
-            problems.append(
-                FieldProblem(f"{fp}.plates", "a facing covers neighbouring plates only (gap found)")
-            )
+            problems.append(FieldProblem(f"{fp}.plates", "a facing covers neighbouring plates only (gap found)"))
         for pid, units in f.plates.items():
-            load_g[pid] = load_g.get(pid, 0.0) + units * (
-                product.unit_weight_g.mean + 3 * product.unit_weight_g.std
-            )
+            load_g[pid] = load_g.get(pid, 0.0) + units * (product.unit_weight_g.mean + 3 * product.unit_weight_g.std)
     shelf_plates = {p.id: p for g in store.gondolas for s in g.shelves for p in s.plates}
     for pid, grams in sorted(load_g.items()):
         rating = shelf_plates[pid].rating_kg * 1000
@@ -179,14 +164,11 @@ def check_store_references(store: StoreLayout) -> list[FieldProblem]:
             problems.append(
                 FieldProblem(
                     f"planogram (plate {pid})",
-                    f"full stock weighs up to {grams / 1000:.1f} kg, over the "
-                    f"plate's {rating / 1000:.0f} kg rating",
+                    f"full stock weighs up to {grams / 1000:.1f} kg, over the plate's {rating / 1000:.0f} kg rating",
                 )
             )
     stocked = {f.sku for f in store.planogram}
     for i, prod in enumerate(store.products):
         if prod.sku not in stocked:
-            problems.append(
-                FieldProblem(f"products[{i}]", f"product {prod.sku!r} has no facing in the planogram")
-            )
+            problems.append(FieldProblem(f"products[{i}]", f"product {prod.sku!r} has no facing in the planogram"))
     return problems

@@ -35,9 +35,7 @@ def decode(topic: str, payload: bytes) -> Message:
     route = ROUTES[parsed.kind]
     limit = MAX_FRAME_PAYLOAD_BYTES if route.model is CameraFrame else MAX_PAYLOAD_BYTES
     if len(payload) > limit:
-        raise ProtocolError(
-            f"payload of {len(payload)} bytes exceeds the {limit}-byte limit for {parsed.kind}"
-        )
+        raise ProtocolError(f"payload of {len(payload)} bytes exceeds the {limit}-byte limit for {parsed.kind}")
     try:
         msg = route.model.model_validate_json(payload)
     except ValidationError as e:

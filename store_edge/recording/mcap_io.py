@@ -50,9 +50,7 @@ class RecordingWriter:
         if topic not in self._channels:
             sid = self._schema_id(schema_name, model)
             self._channels[topic] = self._writer.register_channel(topic, "json", sid)
-        self._writer.add_message(
-            self._channels[topic], log_time_ns, payload, publish_time_ns, sequence % 2**32
-        )
+        self._writer.add_message(self._channels[topic], log_time_ns, payload, publish_time_ns, sequence % 2**32)
         self.count += 1
 
     def attach(self, name: str, media_type: str, data: bytes, time_ns: int) -> None:

@@ -118,18 +118,11 @@ def random_scenario(
                 else:  # walks back to where it came from
                     home = list(store.planogram[facing_index[back]].plates)
                     where = stand_point(store, grid, home)
-                    at = (
-                        d.t_free
-                        + travel(d.pos, where, d.speed)
-                        + REACH_LEAD_S
-                        + float(rng.uniform(*mix.browse_s))
-                    )
+                    at = d.t_free + travel(d.pos, where, d.speed) + REACH_LEAD_S + float(rng.uniform(*mix.browse_s))
                     action = Action(at_s=round(at, 2), kind="put_back", sku=back)
                     stock[back] += 1
             elif r < mix.put_back_prob + mix.touch_prob:
-                action = Action(
-                    at_s=round(at, 2), kind="touch", plates=[plates[int(rng.integers(len(plates)))]]
-                )
+                action = Action(at_s=round(at, 2), kind="touch", plates=[plates[int(rng.integers(len(plates)))]])
             else:
                 qty = 1 + int(rng.choice(3, p=list(mix.quantity_probs)))
                 qty = min(qty, stock[sku])

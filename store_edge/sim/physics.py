@@ -121,9 +121,7 @@ def shelf_signal(plan: Plan, shelf: Shelf, duration_s: float) -> ShelfSignal:
     return ShelfSignal(shelf.id, plate_ids, t, values)
 
 
-def vibration_bursts(
-    plan: Plan, gondola_id: str, duration_s: float
-) -> list[tuple[float, float, float, float]]:
+def vibration_bursts(plan: Plan, gondola_id: str, duration_s: float) -> list[tuple[float, float, float, float]]:
     """(start, duration, frequency, amplitude) of the bursts that shake one gondola."""
     lc = plan.scenario.noise.load_cell
     rng = rng_for(plan.scenario.seed, "vibration", gondola_id)
@@ -153,9 +151,7 @@ def _add_vibration(plan: Plan, shelf_id: str, t: FloatArray, values: FloatArray)
         envelope = np.sin(np.pi * dt / dur) ** 2
         for j in range(values.shape[1]):
             scale = float(rng.uniform(0.5, 1.5))
-            values[i0:i1, j] += (
-                amp * scale * envelope * np.sin(2 * np.pi * hz * dt + rng.uniform(0, 2 * np.pi))
-            )
+            values[i0:i1, j] += amp * scale * envelope * np.sin(2 * np.pi * hz * dt + rng.uniform(0, 2 * np.pi))
 
 
 @dataclass(frozen=True)
@@ -234,10 +230,7 @@ def track_frames(plan: Plan, duration_s: float) -> list[tuple[float, list[TrackP
                 ends.add(int(after[0]))
         dropout_ends.append(ends)
     hand_seen = [
-        [
-            rng_for(seed, "hand", p.shopper.id, i).random() < tn.hand_visible_prob
-            for i in range(len(p.reaches))
-        ]
+        [rng_for(seed, "hand", p.shopper.id, i).random() < tn.hand_visible_prob for i in range(len(p.reaches))]
         for p in shoppers
     ]
     rng = rng_for(seed, "tracks")

@@ -166,11 +166,7 @@ class _Planner:
         if scenario.store != store.store_id:
             raise ConfigError(
                 source,
-                [
-                    FieldProblem(
-                        "store", f"scenario is for store {scenario.store!r}, the layout is {store.store_id!r}"
-                    )
-                ],
+                [FieldProblem("store", f"scenario is for store {scenario.store!r}, the layout is {store.store_id!r}")],
             )
         self.store = store
         self.sc = scenario
@@ -275,9 +271,7 @@ class _Planner:
             )
             return None
         leader = self.sc.leader_of(shopper)
-        return PlannedShopper(
-            shopper, f"visit-{leader.id}", traj, shopper.enter_s, exit_s, exit_gate.id, reaches
-        )
+        return PlannedShopper(shopper, f"visit-{leader.id}", traj, shopper.enter_s, exit_s, exit_gate.id, reaches)
 
     def contact_timing(self, shopper: Shopper, ai: int, a: Action) -> tuple[float, float, float, list[float]]:
         """(contact time, hand-out time, grip seconds, unit event times) for one shelf action."""
@@ -318,9 +312,7 @@ class _Planner:
                 plates_of[(si, ai)] = plates
                 timing[(si, ai)] = t = self.contact_timing(s, ai, a)
                 stops.append(
-                    _Stop(
-                        a.at_s, self.stand_point(plates), ai, t[1] - a.at_s, self.hand_point(plates[0]), path
-                    )
+                    _Stop(a.at_s, self.stand_point(plates), ai, t[1] - a.at_s, self.hand_point(plates[0]), path)
                 )
             own_stops[si] = stops
             if s.party_of is not None:
@@ -354,9 +346,7 @@ class _Planner:
                     ri = self.index[a.to]
                     c = self.grid.nearest_free((gx + 0.5, gy))
                     meets[ri].append(
-                        _Stop(
-                            a.at_s, self.grid.center_of(c), None, 1.5, None, f"shoppers[{si}].actions[{ai}]"
-                        )
+                        _Stop(a.at_s, self.grid.center_of(c), None, 1.5, None, f"shoppers[{si}].actions[{ai}]")
                     )
         planned: list[PlannedShopper] = []
         for si, s in enumerate(sc.shoppers):
@@ -450,9 +440,7 @@ class _Planner:
                 units = [u for u in carried[sid] if u.sku == a.sku][: a.quantity]
                 if len(units) < a.quantity:
                     self.problems.append(
-                        FieldProblem(
-                            path, f"{sid!r} hands over {a.quantity} x {a.sku} but carries {len(units)}"
-                        )
+                        FieldProblem(path, f"{sid!r} hands over {a.quantity} x {a.sku} but carries {len(units)}")
                     )
                     continue
                 for u in units:
@@ -485,9 +473,7 @@ class _Planner:
                 for k in range(a.quantity):
                     options = [p for p in plates if any(u.sku == a.sku for u in shelf_stock[p])]
                     if not options:
-                        self.problems.append(
-                            FieldProblem(path, f"no {a.sku} left on {plates} at {a.at_s:.1f} s")
-                        )
+                        self.problems.append(FieldProblem(path, f"no {a.sku} left on {plates} at {a.at_s:.1f} s"))
                         break
                     counts = np.array([sum(u.sku == a.sku for u in shelf_stock[p]) for p in options], float)
                     plate = options[int(rng.choice(len(options), p=counts / counts.sum()))]
@@ -502,9 +488,7 @@ class _Planner:
                     c.pulses.append(Pulse(plate, press_start, press_end, uniform(rng, lc.press_g)))
                     if k == 0 and a.hold_s > 0:
                         c.pulses.append(
-                            Pulse(
-                                plate, contact + grip, times[0], -unit.weight_g * float(rng.uniform(0.3, 0.7))
-                            )
+                            Pulse(plate, contact + grip, times[0], -unit.weight_g * float(rng.uniform(0.3, 0.7)))
                         )
                     for pid, frac in unit.split.items():
                         c.steps.append(Step(pid, times[k], -unit.weight_g * frac))
@@ -516,9 +500,7 @@ class _Planner:
                 units = [u for u in carried[sid] if u.sku == a.sku][-a.quantity :]
                 if len(units) < a.quantity:
                     self.problems.append(
-                        FieldProblem(
-                            path, f"{sid!r} puts back {a.quantity} x {a.sku} but carries {len(units)}"
-                        )
+                        FieldProblem(path, f"{sid!r} puts back {a.quantity} x {a.sku} but carries {len(units)}")
                     )
                     continue
                 target = plates[0] if a.plates is not None else self.return_plate(a.sku, plates, shelf_stock)

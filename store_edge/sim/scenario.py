@@ -139,9 +139,7 @@ class Shopper(_Strict):
     account: Id | None = Field(default=None, description="required unless the shopper enters with a party")
     party_of: Id | None = Field(default=None, description="enters on this shopper's code, shares the cart")
     enter_s: float = Field(ge=0, description="crosses the entry gate")
-    exit_s: float | None = Field(
-        default=None, description="crosses the exit gate (default: after the last action)"
-    )
+    exit_s: float | None = Field(default=None, description="crosses the exit gate (default: after the last action)")
     speed_m_s: float = Field(default=1.1, gt=0.2, le=3)
     actions: list[Action] = Field(default_factory=list)
 
@@ -181,9 +179,7 @@ class Scenario(_Strict):
                 if leader is None:
                     raise ValueError(f"shopper {s.id!r}: party_of {s.party_of!r} is not a shopper here")
                 if leader.party_of is not None:
-                    raise ValueError(
-                        f"shopper {s.id!r}: {s.party_of!r} is itself in a party; name the leader"
-                    )
+                    raise ValueError(f"shopper {s.id!r}: {s.party_of!r} is itself in a party; name the leader")
             for a in s.actions:
                 if a.to is not None and a.to not in by_id:
                     raise ValueError(f"shopper {s.id!r}: hand_off to unknown shopper {a.to!r}")

@@ -100,9 +100,7 @@ class _Emitter:
     def clock_offset_ns(self, device: str, skewed: bool) -> int:
         if device not in self.offsets:
             std_ms = self.plan.scenario.noise.load_cell.clock_offset_ms_std if skewed else 0.0
-            self.offsets[device] = (
-                round(rng_for(self.seed, "clock", device).normal(0, std_ms) * 1e6) if std_ms else 0
-            )
+            self.offsets[device] = round(rng_for(self.seed, "clock", device).normal(0, std_ms) * 1e6) if std_ms else 0
         return self.offsets[device]
 
     def device(
@@ -235,9 +233,7 @@ def _track_messages(em: _Emitter, plan: Plan, duration_s: float) -> None:
                 track_id=p.track_id,
                 x=round(p.x, 3),
                 y=round(p.y, 3),
-                hand=HandPoint(x=round(p.hand[0], 3), y=round(p.hand[1], 3), z=round(p.hand[2], 3))
-                if p.hand
-                else None,
+                hand=HandPoint(x=round(p.hand[0], 3), y=round(p.hand[1], 3), z=round(p.hand[2], 3)) if p.hand else None,
             )
             for p in points
             if p.track_id is not None
@@ -278,15 +274,11 @@ def _truth(em: _Emitter, plan: Plan) -> None:
                 exit_ns=em.ns(v.exit_s),
             ),
         )
-        lines = [
-            tr.ReceiptLine(sku=sku, quantity=q) for sku, q in sorted(plan.receipts[v.visit_id].items()) if q
-        ]
+        lines = [tr.ReceiptLine(sku=sku, quantity=q) for sku, q in sorted(plan.receipts[v.visit_id].items()) if q]
         em.add_truth(
             tr.TRUTH_RECEIPTS,
             v.exit_s,
-            tr.TruthReceipt(
-                visit_id=v.visit_id, account_id=v.account_id, exit_ns=em.ns(v.exit_s), lines=lines
-            ),
+            tr.TruthReceipt(visit_id=v.visit_id, account_id=v.account_id, exit_ns=em.ns(v.exit_s), lines=lines),
         )
     for a in plan.actions:
         em.add_truth(
@@ -326,9 +318,7 @@ def _births(em: _Emitter, plan: Plan, cameras: bool) -> None:
     if cameras:
         roles.update({c.id: "camera" for c in plan.store.cameras})
     for device, role in sorted(roles.items()):
-        em.device(
-            device, 0.0, DeviceStatus, role=role, status="online", software=f"store-edge-sim {__version__}"
-        )
+        em.device(device, 0.0, DeviceStatus, role=role, status="online", software=f"store-edge-sim {__version__}")
 
 
 def _frame_messages(em: _Emitter, plan: Plan, duration_s: float, fps: float | None, progress: bool) -> None:
@@ -397,11 +387,7 @@ def simulate(
                 "start_ns": str(start),
             },
         )
-        text = (
-            store_text
-            if store_text is not None
-            else yaml.safe_dump(store.model_dump(mode="json"), sort_keys=False)
-        )
+        text = store_text if store_text is not None else yaml.safe_dump(store.model_dump(mode="json"), sort_keys=False)
         w.attach("store.yaml", "application/yaml", text.encode(), start)
         w.attach(
             "scenario.yaml",
@@ -409,9 +395,7 @@ def simulate(
             yaml.safe_dump(scenario.model_dump(mode="json"), sort_keys=False).encode(),
             start,
         )
-        for item in tqdm(
-            items, desc="writing", unit="msg", disable=not progress, leave=False, mininterval=0.5
-        ):
+        for item in tqdm(items, desc="writing", unit="msg", disable=not progress, leave=False, mininterval=0.5):
             w.write(item.topic, item.schema, item.model, item.payload, item.log_ns, item.publish_ns, item.seq)
             if item.topic.startswith("truth/"):
                 truth[item.topic] += 1

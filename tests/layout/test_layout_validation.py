@@ -22,9 +22,7 @@ PLATE_W = 0.1016
 
 
 def _plates(shelf_id: str, n: int) -> list[dict[str, Any]]:
-    return [
-        {"id": f"{shelf_id}-P{i + 1:02d}", "x_m": round(i * PLATE_W, 4), "width_m": PLATE_W} for i in range(n)
-    ]
+    return [{"id": f"{shelf_id}-P{i + 1:02d}", "x_m": round(i * PLATE_W, 4), "width_m": PLATE_W} for i in range(n)]
 
 
 def _shelf(shelf_id: str, z: float) -> dict[str, Any]:
@@ -281,9 +279,7 @@ def test_gondola_outside_the_floor(tmp_path: Path, store: dict[str, Any]) -> Non
 
 def test_plate_past_the_end_of_the_gondola(tmp_path: Path, store: dict[str, Any]) -> None:
     store["gondolas"][0]["front"] = [[3.0, 2.0], [3.0, 2.25]]
-    assert_problem(
-        load_error(write(tmp_path, store)), "gondolas[0].shelves[0].plates[2].x_m", "past the gondola"
-    )
+    assert_problem(load_error(write(tmp_path, store)), "gondolas[0].shelves[0].plates[2].x_m", "past the gondola")
 
 
 def test_overlapping_plates(tmp_path: Path, store: dict[str, Any]) -> None:
@@ -327,9 +323,7 @@ def make_camera(distortion: tuple[float, float, float, float, float], tilted: bo
 
 def floor_points(cam: Camera, z: float = 0.0) -> np.ndarray:
     """Points at height z that an ideal lens would image all over the frame (inset 5%)."""
-    ideal = cam.model_copy(
-        update={"intrinsics": cam.intrinsics.model_copy(update={"distortion": NO_DISTORTION})}
-    )
+    ideal = cam.model_copy(update={"intrinsics": cam.intrinsics.model_copy(update={"distortion": NO_DISTORTION})})
     rng = np.random.default_rng(7)
     uv = rng.uniform([32, 24], [608, 456], size=(200, 2))
     xy = CameraModel(ideal).pixel_to_floor(uv, z=z)
@@ -347,9 +341,7 @@ CASES = [
 
 @pytest.mark.parametrize(("distortion", "tilted"), CASES)
 @pytest.mark.parametrize("z", [0.0, 1.35])
-def test_pixel_round_trip(
-    distortion: tuple[float, float, float, float, float], tilted: bool, z: float
-) -> None:
+def test_pixel_round_trip(distortion: tuple[float, float, float, float, float], tilted: bool, z: float) -> None:
     cam = make_camera(distortion, tilted)
     model = CameraModel(cam)
     pts = floor_points(cam, z)
@@ -372,9 +364,7 @@ def test_look_down_camera_centre_pixel_is_below_it() -> None:
 
 
 @pytest.mark.parametrize(("distortion", "tilted"), CASES)
-def test_projection_matches_opencv(
-    distortion: tuple[float, float, float, float, float], tilted: bool
-) -> None:
+def test_projection_matches_opencv(distortion: tuple[float, float, float, float, float], tilted: bool) -> None:
     cv2 = pytest.importorskip("cv2")
     cam = make_camera(distortion, tilted)
     model = CameraModel(cam)

@@ -14,9 +14,7 @@ COLA_CAN = "2528634340623"  # 381.3 g, G1-S1-P11..P12
 
 
 def _plan(store: StoreLayout, shoppers: list[Shopper], duration: float = 60, **noise: object) -> Plan:
-    sc = Scenario(
-        store="demo", seed=3, duration_s=duration, noise=NoiseParams.model_validate(noise), shoppers=shoppers
-    )
+    sc = Scenario(store="demo", seed=3, duration_s=duration, noise=NoiseParams.model_validate(noise), shoppers=shoppers)
     return build_plan(store, sc)
 
 
@@ -57,9 +55,7 @@ def test_drift_follows_the_configured_rate(demo_store: StoreLayout) -> None:
         slopes += [np.polyfit(sig.t_s, sig.values[:, j], 1)[0] * 3600 for j in range(sig.values.shape[1])]
     assert len(slopes) > 80
     assert 0.75 * rate < np.std(slopes) < 1.25 * rate
-    flat = _plan(
-        demo_store, [], duration=120, load_cell={"drift_g_per_hour_std": 0, "drift_walk_g_per_sqrt_s": 0}
-    )
+    flat = _plan(demo_store, [], duration=120, load_cell={"drift_g_per_hour_std": 0, "drift_walk_g_per_sqrt_s": 0})
     sig = shelf_signal(flat, demo_store.gondolas[0].shelves[0], 120)
     assert max(abs(np.polyfit(sig.t_s, sig.values[:, j], 1)[0]) * 3600 for j in range(4)) < 30
 
@@ -120,9 +116,7 @@ def test_unit_weights_follow_the_product_spread(demo_store: StoreLayout) -> None
 
 
 def test_vibration_bursts_hit_every_plate_of_a_gondola_at_once(demo_store: StoreLayout) -> None:
-    plan = _plan(
-        demo_store, [], duration=120, load_cell={"vibration_per_gondola_per_hour": 120, "vibration_g": 80}
-    )
+    plan = _plan(demo_store, [], duration=120, load_cell={"vibration_per_gondola_per_hour": 120, "vibration_g": 80})
     gondola = demo_store.gondolas[2]
     bursts = vibration_bursts(plan, gondola.id, 120)
     assert 1 <= len(bursts) <= 12

@@ -68,8 +68,7 @@ def test_receipts_follow_hand_offs_and_parties(hard_cases: tuple[Scenario, Path]
         for r in (TruthReceipt.model_validate_json(m.data) for m in read_messages(out, ["truth/receipts"]))
     }
     visits = {
-        v.visit_id: v
-        for v in (TruthVisit.model_validate_json(m.data) for m in read_messages(out, ["truth/visits"]))
+        v.visit_id: v for v in (TruthVisit.model_validate_json(m.data) for m in read_messages(out, ["truth/visits"]))
     }
     cola = "2528634340623"
     assert receipts["visit-bob"] == {cola: 1, "2860754476340": 1}  # the cola alice handed him
