@@ -115,7 +115,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     for f in args.files:
         try:
             data = read_yaml(f)
-            if isinstance(data, dict) and "shoppers" in data:
+            if isinstance(data, dict) and "store_id" not in data and "store" in data:
                 sc = load_scenario(f)
                 print(f"{f}: scenario {sc.name!r} OK ({len(sc.shoppers)} shoppers)")
             else:

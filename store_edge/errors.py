@@ -43,5 +43,5 @@ class ConfigError(Exception):
         for e in err.errors(include_url=False):
             # pydantic puts union/tag names into loc; keep only the user's field names and indices.
             loc = [p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
-            problems.append(FieldProblem(format_field_path(loc), e["msg"]))
+            problems.append(FieldProblem(format_field_path(loc), e["msg"].removeprefix("Value error, ")))
         return cls(file, problems)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,21 @@ def load_store_text(text: str, source: str = "<store>") -> StoreLayout:
     return parse_store(parse_yaml(text, source), source)
 
 
+RESERVED_TRACKER_ID = "tracker"
+
+
+def _footprints_overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two convex footprints overlap when a point just inside one lies inside the other (touching is fine)."""
+
+    def inner_points(poly: np.ndarray) -> np.ndarray:
+        centre = poly.mean(axis=0)
+        corners = centre + (poly - centre) * 0.98
+        mids = (corners + np.roll(corners, -1, axis=0)) / 2
+        return np.vstack([corners, mids, centre[None, :]])
+
+    return any(point_in_polygon(p, b) for p in inner_points(a)) or any(point_in_polygon(p, a) for p in inner_points(b))
+
+
 def check_store_references(store: StoreLayout) -> list[FieldProblem]:
     """What pydantic cannot see field by field: unique ids, references, geometry, loads."""
     problems: list[FieldProblem] = []
@@ -82,6 +98,7 @@ def check_store_references(store: StoreLayout) -> list[FieldProblem]:
     dupes("sku", [(f"products[{i}].sku", p.sku) for i, p in enumerate(store.products)])
     ids: list[tuple[str, str]] = []
     devices: list[tuple[str, str]] = []
+    outline = np.array(store.floor.outline, dtype=float)
     for gi, g in enumerate(store.gondolas):
         gp = f"gondolas[{gi}]"
         ids.append((f"{gp}.id", g.id))
@@ -101,7 +118,12 @@ def check_store_references(store: StoreLayout) -> list[FieldProblem]:
                 pp = f"{sp}.plates[{pi}]"
                 ids.append((f"{pp}.id", p.id))
                 if p.x_m + 1e-9 < prev_end:
-                    problems.append(FieldProblem(f"{pp}.x_m", "overlaps the previous plate (plates go left to right)"))
+                    problems.append(
+                        FieldProblem(
+                            f"{pp}.x_m",
+                            "overlaps the previous plate (list plates in order from the front line's start)",
+                        )
+                    )
                 if p.x_m + p.width_m > g.length_m + 1e-6:
                     problems.append(
                         FieldProblem(
@@ -110,11 +132,13 @@ def check_store_references(store: StoreLayout) -> list[FieldProblem]:
                         )
                     )
                 prev_end = p.x_m + p.width_m
-        outline = np.array(store.floor.outline, dtype=float)
         for corner in g.footprint():
             if not point_in_polygon(corner, outline):
                 problems.append(FieldProblem(f"{gp}.front", "gondola footprint extends outside the floor outline"))
                 break
+    for (_, a), (bi, b) in combinations(enumerate(store.gondolas), 2):
+        if a.length_m >= 0.1 and b.length_m >= 0.1 and _footprints_overlap(a.footprint(), b.footprint()):
+            problems.append(FieldProblem(f"gondolas[{bi}].front", f"gondola {b.id!r} overlaps gondola {a.id!r}"))
     for ci, c in enumerate(store.cameras):
         ids.append((f"cameras[{ci}].id", c.id))
         w, h = c.resolution
@@ -127,6 +151,11 @@ def check_store_references(store: StoreLayout) -> list[FieldProblem]:
             devices.append((f"gates[{gi}].scanner_id", gate.scanner_id))
         elif gate.kind == "entry":
             problems.append(FieldProblem(f"gates[{gi}].scanner_id", "an entry gate needs a code scanner"))
+        if not all(point_in_polygon(p, outline) for p in gate.line):
+            problems.append(FieldProblem(f"gates[{gi}].line", "the gate lies outside the floor outline"))
+        # the edge publishes these itself: a device of the store may not take them
+        devices.append((f"gates[{gi}] (reserved for its controller)", f"gatectl-{gate.id}"))
+    devices.append(("(reserved for the store-level tracker)", RESERVED_TRACKER_ID))
     dupes("id", ids)
     dupes("device id", devices)
     for kind in ("entry", "exit"):

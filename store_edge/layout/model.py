@@ -41,7 +41,7 @@ class Product(_Strict):
 
 class Plate(_Strict):
     id: Id
-    x_m: float = Field(ge=0, description="offset of the plate's left edge along the shelf front, metres")
+    x_m: float = Field(ge=0, description="where the plate begins, metres along the front line from its start")
     width_m: float = Field(gt=0, le=2)
     rating_kg: float = Field(default=20.0, gt=0, le=200, description="load-cell rating")
 

@@ -3,8 +3,6 @@ dead-letter topic."""
 
 from __future__ import annotations
 
-import json
-
 from pydantic import ValidationError
 
 from store_edge.errors import format_field_path
@@ -44,8 +42,6 @@ def decode(topic: str, payload: bytes) -> Message:
         if e.error_count() > 3:
             detail += f"; and {e.error_count() - 3} more"
         raise ProtocolError(f"invalid {parsed.kind} message: {detail}") from e
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProtocolError(f"payload is not UTF-8 JSON: {e}") from e
     if route.key_field and parsed.key != (in_msg := _key_of(msg, route.key_field)):
         raise ProtocolError(f"topic says {route.key_field}={parsed.key!r} but the message says {in_msg!r}")
     return msg

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 TimeNs = Annotated[int, Field(ge=0, description="UTC time in nanoseconds since the Unix epoch")]
 
 
 class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Fields a newer producer adds are ignored, so additive changes stay within cl/v1 (docs/protocol.md).
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class Header(_Msg):
@@ -41,7 +42,18 @@ class WeightBatch(_Msg):
     plate_ids: list[Id] = Field(min_length=1, max_length=64)
     t0_ns: TimeNs
     period_ns: int = Field(gt=0, le=10**9)
-    samples: list[list[float]] = Field(min_length=1, max_length=1000)
+    samples: list[list[float]] = Field(
+        min_length=1, max_length=1000, description="NaN marks a reading the scale could not take"
+    )
+
+    @model_validator(mode="after")
+    def _one_reading_per_plate(self) -> WeightBatch:
+        if len(set(self.plate_ids)) != len(self.plate_ids):
+            raise ValueError("plate_ids repeats a plate")
+        for i, row in enumerate(self.samples):
+            if len(row) != len(self.plate_ids):
+                raise ValueError(f"samples[{i}] has {len(row)} readings for {len(self.plate_ids)} plates")
+        return self
 
 
 class CurtainEvent(_Msg):

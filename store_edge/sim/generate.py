@@ -76,10 +76,13 @@ def random_scenario(
     weights = 1.0 / (np.arange(1, len(skus) + 1) ** mix.popularity_exponent)
     popularity = np.empty(len(skus))
     popularity[order] = weights / weights.sum()
-    stock = dict.fromkeys(skus, 0)
-    for f in store.planogram:
-        stock[f.sku] += sum(f.plates.values())
-    facing_index = {f.sku: i for i, f in enumerate(store.planogram)}
+    # Shoppers are drafted one after another, not in time order, so stock is counted conservatively:
+    # a unit returned to the shelf is never promised to a later pick. Picks come from the product's
+    # first facing, as the planner does.
+    facing_index: dict[str, int] = {}
+    for i, f in enumerate(store.planogram):
+        facing_index.setdefault(f.sku, i)
+    stock = {sku: sum(store.planogram[i].plates.values()) for sku, i in facing_index.items()}
 
     drafts: list[_Draft] = []
     n = 0
@@ -120,8 +123,7 @@ def random_scenario(
                     where = stand_point(store, grid, home)
                     at = d.t_free + travel(d.pos, where, d.speed) + REACH_LEAD_S + float(rng.uniform(*mix.browse_s))
                     action = Action(at_s=round(at, 2), kind="put_back", sku=back)
-                    stock[back] += 1
-            elif r < mix.put_back_prob + mix.touch_prob:
+            elif rng.random() < mix.touch_prob:
                 action = Action(at_s=round(at, 2), kind="touch", plates=[plates[int(rng.integers(len(plates)))]])
             else:
                 qty = 1 + int(rng.choice(3, p=list(mix.quantity_probs)))

@@ -143,7 +143,7 @@ def _add_vibration(plan: Plan, shelf_id: str, t: FloatArray, values: FloatArray)
     gondola = plan.store.gondola_of_shelf[shelf_id]
     rate = 1.0 / (t[1] - t[0]) if len(t) > 1 else 1.0
     rng = rng_for(plan.scenario.seed, "vibration-shelf", shelf_id)
-    for start, dur, hz, amp in vibration_bursts(plan, gondola.id, float(t[-1]) if len(t) else 0.0):
+    for start, dur, hz, amp in vibration_bursts(plan, gondola.id, plan.scenario.duration_s):
         i0, i1 = int(start * rate), min(len(t), int((start + dur) * rate) + 1)
         if i0 >= i1:
             continue

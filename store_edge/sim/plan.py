@@ -406,8 +406,10 @@ class _Planner:
         for fi, f in enumerate(self.store.planogram):
             product = self.store.products_by_sku[f.sku]
             rng = rng_for(self.sc.seed, "stock", fi)
-            plates = list(f.plates)
-            for k, (pid, units) in enumerate(f.plates.items()):
+            # neighbours by position along the shelf, whatever order the planogram lists them in
+            plates = sorted(f.plates, key=lambda pid: self.store.plate_geometry[pid].index_on_shelf)
+            for pid, units in f.plates.items():
+                k = plates.index(pid)
                 for _ in range(units):
                     w = float(rng.normal(product.unit_weight_g.mean, product.unit_weight_g.std))
                     w = max(w, 0.5 * product.unit_weight_g.mean)
@@ -466,7 +468,7 @@ class _Planner:
                         a.at_s + 1.5,
                         a.sku,
                         a.quantity,
-                        unit_weights_g=[u.weight_g for u in units],
+                        unit_weights_g=[round(u.weight_g, 3) for u in units],
                         to_shopper_id=a.to,
                         to_visit_id=visit_of[a.to],
                     )

@@ -131,6 +131,12 @@ class Action(_Strict):
             raise ValueError("`to` is only for hand_off")
         if self.kind == "touch" and self.plates is None:
             raise ValueError("a touch needs `plates`")
+        if self.kind == "put_back" and self.plates is not None and len(self.plates) != 1:
+            raise ValueError("a put_back goes onto one plate")
+        if self.kind == "hand_off" and self.plates is not None:
+            raise ValueError("a hand_off happens off the shelf: no `plates`")
+        if self.hold_s and self.kind not in ("pick", "touch"):
+            raise ValueError("`hold_s` is for pick and touch")
         return self
 
 
@@ -180,11 +186,12 @@ class Scenario(_Strict):
                     raise ValueError(f"shopper {s.id!r}: party_of {s.party_of!r} is not a shopper here")
                 if leader.party_of is not None:
                     raise ValueError(f"shopper {s.id!r}: {s.party_of!r} is itself in a party; name the leader")
-            for a in s.actions:
+            for ai, a in enumerate(s.actions):
+                where = f"shoppers[{ids.index(s.id)}].actions[{ai}]"
                 if a.to is not None and a.to not in by_id:
-                    raise ValueError(f"shopper {s.id!r}: hand_off to unknown shopper {a.to!r}")
+                    raise ValueError(f"{where}: hand_off to unknown shopper {a.to!r}")
                 if a.to == s.id:
-                    raise ValueError(f"shopper {s.id!r}: hand_off to themself")
+                    raise ValueError(f"{where}: hand_off to themself")
         return self
 
     @property

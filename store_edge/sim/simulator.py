@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from tqdm import tqdm
 
 from store_edge import __version__
+from store_edge.layout.loader import RESERVED_TRACKER_ID
 from store_edge.layout.model import StoreLayout
 from store_edge.protocol import truth as tr
 from store_edge.protocol.codec import encode, schema_name
@@ -40,7 +41,7 @@ from store_edge.sim.plan import Plan, build_plan, rng_for, uniform
 from store_edge.sim.scenario import Scenario
 
 NS = 1_000_000_000
-TRACKER_DEVICE = "tracker"
+TRACKER_DEVICE = RESERVED_TRACKER_ID
 WIRE_DECIMALS = 2
 """Weight samples go on the wire rounded to 0.01 g."""
 
@@ -93,13 +94,17 @@ class _Emitter:
         self.pending: dict[str, list[_Pending]] = defaultdict(list)
         self.offsets: dict[str, int] = {}
         self.truth: list[_Out] = []
+        # shelf devices keep their own clocks; the tracker, gates and cameras sit on the edge's clock
+        self.skewed_devices = {s.scale.device_id for g in plan.store.gondolas for s in g.shelves} | {
+            s.curtain.device_id for g in plan.store.gondolas for s in g.shelves if s.curtain is not None
+        }
 
     def ns(self, t_s: float) -> int:
         return self.start_ns + round(t_s * NS)
 
-    def clock_offset_ns(self, device: str, skewed: bool) -> int:
+    def clock_offset_ns(self, device: str) -> int:
         if device not in self.offsets:
-            std_ms = self.plan.scenario.noise.load_cell.clock_offset_ms_std if skewed else 0.0
+            std_ms = self.plan.scenario.noise.load_cell.clock_offset_ms_std if device in self.skewed_devices else 0.0
             self.offsets[device] = round(rng_for(self.seed, "clock", device).normal(0, std_ms) * 1e6) if std_ms else 0
         return self.offsets[device]
 
@@ -109,13 +114,12 @@ class _Emitter:
         t_s: float,
         model: type[Message],
         *,
-        skewed: bool = False,
         trusted: bool = False,
         **fields: Any,
     ) -> None:
         """Queue a message from `device` about time `t_s`; its header is filled in by `finish`."""
         true_ns = self.ns(t_s)
-        device_ns = true_ns + self.clock_offset_ns(device, skewed)
+        device_ns = true_ns + self.clock_offset_ns(device)
         self.pending[device].append(_Pending(true_ns, device_ns, model, fields, trusted))
 
     def add_truth(self, topic: str, t_s: float, item: BaseModel) -> None:
@@ -169,12 +173,11 @@ def _weight_messages(em: _Emitter, plan: Plan, duration_s: float, progress: bool
         rows = sig.values.round(WIRE_DECIMALS)
         for i0 in range(0, len(sig.t_s) - batch + 1, batch):
             t0 = float(sig.t_s[i0])
-            offset = em.clock_offset_ns(shelf.scale.device_id, skewed=True)
+            offset = em.clock_offset_ns(shelf.scale.device_id)
             em.device(
                 shelf.scale.device_id,
                 float(sig.t_s[i0 + batch - 1]),
                 WeightBatch,
-                skewed=True,
                 trusted=True,
                 kind="weight",
                 shelf_id=shelf.id,
@@ -189,7 +192,6 @@ def _weight_messages(em: _Emitter, plan: Plan, duration_s: float, progress: bool
                     shelf.curtain.device_id,
                     r.t_s,
                     CurtainEvent,
-                    skewed=True,
                     shelf_id=shelf.id,
                     event=r.event,
                     x_m=r.x_m,

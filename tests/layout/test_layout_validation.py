@@ -396,3 +396,33 @@ def test_embedded_store_text_with_bad_yaml_gives_a_config_error() -> None:
     with pytest.raises(ConfigError) as err:
         load_store_text("a: [1, 2\n", "rec.mcap#store.yaml")
     assert "rec.mcap#store.yaml: line" in str(err.value)
+
+
+def test_overlapping_gondolas_are_refused(tmp_path: Path, store: dict[str, Any]) -> None:
+    twin = copy.deepcopy(store["gondolas"][0])
+    twin["id"] = "G2"
+    twin["front"] = [[3.2, 2.1], [3.2, 2.4048]]  # 0.2 m east of G1's front: inside G1
+    for s in twin["shelves"]:
+        s["id"] = s["id"].replace("G1", "G2")
+        s["scale"]["device_id"] = s["scale"]["device_id"].replace("G1", "G2")
+        s["curtain"]["device_id"] = s["curtain"]["device_id"].replace("G1", "G2")
+        for p in s["plates"]:
+            p["id"] = p["id"].replace("G1", "G2")
+    store["gondolas"].append(twin)
+    err = load_error(write(tmp_path, store))
+    assert "gondolas[1].front: gondola 'G2' overlaps gondola 'G1'" in str(err)
+
+
+def test_gate_outside_the_floor_is_refused(tmp_path: Path, store: dict[str, Any]) -> None:
+    store["gates"][1]["line"] = [[9.5, 1.0], [10.4, 1.0]]
+    err = load_error(write(tmp_path, store))
+    assert "gates[1].line: the gate lies outside the floor outline" in str(err)
+
+
+def test_device_ids_the_edge_uses_itself_are_reserved(tmp_path: Path, store: dict[str, Any]) -> None:
+    store["gates"][1]["counter_id"] = "tracker"
+    err = load_error(write(tmp_path, store))
+    assert "gates[1].counter_id: duplicate device id 'tracker'" in str(err)
+    store["gates"][1]["counter_id"] = "gatectl-entry-1"
+    err = load_error(write(tmp_path, store))
+    assert "gates[1].counter_id: duplicate device id 'gatectl-entry-1'" in str(err)

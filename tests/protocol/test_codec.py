@@ -75,3 +75,19 @@ def test_bad_payloads_are_refused_with_a_reason(topic: str, payload: bytes, reas
     with pytest.raises(ProtocolError) as err:
         decode(topic, payload)
     assert reason in err.value.reason
+
+
+def test_weight_batch_needs_one_reading_per_plate() -> None:
+    ragged = encode(WEIGHT).replace(b"[1002.0,999.0]", b"[1002.0]")
+    with pytest.raises(ProtocolError) as err:
+        decode("cl/v1/demo/weight/G1-S1", ragged)
+    assert "samples[1] has 1 readings for 2 plates" in err.value.reason
+    repeated = encode(WEIGHT).replace(b'"P2"', b'"P1"')
+    with pytest.raises(ProtocolError) as err:
+        decode("cl/v1/demo/weight/G1-S1", repeated)
+    assert "plate_ids repeats a plate" in err.value.reason
+
+
+def test_a_newer_producer_may_add_fields() -> None:
+    newer = encode(WEIGHT).replace(b'"kind":"weight",', b'"kind":"weight","firmware":"2.1",')
+    assert decode("cl/v1/demo/weight/G1-S1", newer) == WEIGHT

@@ -121,3 +121,23 @@ def test_same_seed_same_bytes_other_seed_other_bytes(demo_store: StoreLayout, tm
     first = run(7, "a.mcap")
     assert first == run(7, "b.mcap")
     assert first != run(8, "c.mcap")
+
+
+def test_shelf_devices_keep_their_own_clocks(cli_recording: Path) -> None:
+    """Scales and curtains are stamped by their own clocks (ms off); the tracker by the edge's."""
+    offsets: dict[str, set[int]] = defaultdict(set)
+    start = int(read_metadata(cli_recording)["simulation"]["start_ns"])
+    true_period = 1e9 / 60
+    with open(cli_recording, "rb") as f:
+        for _, channel, message in make_reader(f).iter_messages():
+            d = json.loads(message.data)
+            if "/weight/" in channel.topic:
+                since = d["t0_ns"] - start
+                offsets[d["header"]["device_id"]].add(since - round(round(since / true_period) * true_period))
+            elif channel.topic.endswith("/tracks"):
+                assert (d["header"]["ts_ns"] - start) % 100_000_000 == 0  # 10 Hz on the edge's clock
+    assert len(offsets) == 22
+    assert all(len(v) == 1 for v in offsets.values())  # one clock per scale, steady
+    skews = [next(iter(v)) for v in offsets.values()]
+    assert sum(abs(s) > 100_000 for s in skews) >= 15  # most scales are off by more than 0.1 ms
+    assert max(abs(s) for s in skews) < 8_000_000  # by milliseconds, not more

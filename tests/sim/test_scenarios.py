@@ -141,3 +141,29 @@ def test_scenario_for_another_store_is_refused(demo_store: StoreLayout) -> None:
     data = _base()
     data["store"] = "hard"
     assert "store: scenario is for store 'hard', the layout is 'demo'" in _problem(demo_store, data)
+
+
+@pytest.mark.parametrize(
+    ("action", "problem"),
+    [
+        (
+            {"at_s": 20, "kind": "put_back", "sku": "1", "plates": ["G1-S1-P01", "G1-S1-P02"]},
+            "a put_back goes onto one plate",
+        ),
+        (
+            {"at_s": 20, "kind": "hand_off", "sku": "1", "to": "a", "plates": ["G1-S1-P01"]},
+            "a hand_off happens off the shelf: no `plates`",
+        ),
+        ({"at_s": 20, "kind": "put_back", "sku": "1", "hold_s": 3}, "`hold_s` is for pick and touch"),
+    ],
+)
+def test_action_fields_that_would_be_ignored_are_refused(action: dict[str, object], problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_scenario(_base(actions=[action]), "bad.yaml")
+    assert f"bad.yaml: shoppers[0].actions[0]: {problem}" in str(err.value)
+
+
+def test_hand_off_to_a_stranger_names_the_action() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_scenario(_base(actions=[{"at_s": 20, "kind": "hand_off", "sku": "1", "to": "zed"}]), "bad.yaml")
+    assert "shoppers[0].actions[0]: hand_off to unknown shopper 'zed'" in str(err.value)
