@@ -104,6 +104,14 @@ def random_scenario(
                 )
             )
             n += 1
+    # A turnstile lets one party through at a time: parties that arrive together queue.
+    gate_free = 0.0
+    for leader_draft in sorted((d for d in drafts if d.party_of is None), key=lambda d: d.enter_s):
+        party = [leader_draft] + [d for d in drafts if d.party_of == leader_draft.shopper_id]
+        shift = max(0.0, gate_free - leader_draft.enter_s)
+        for d in party:
+            d.enter_s += shift
+        gate_free = max(d.enter_s for d in party) + float(rng.uniform(1.5, 3.0))
 
     exit_mid = mid(exit_gate.line)
     for d in drafts:

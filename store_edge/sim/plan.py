@@ -396,6 +396,16 @@ class _Planner:
             v = visits[p.visit_id]
             v.shopper_ids.append(s.id)
             v.exit_s = max(v.exit_s, p.exit_s)
+        # A turnstile admits one party per scan: the next code is read only after the previous party
+        # is through, so people cross a gate in the order their codes were scanned.
+        enter_of = {p.shopper.id: p.enter_s for p in planned}
+        last_cross: dict[str, float] = {}
+        for v in sorted(visits.values(), key=lambda v: min(enter_of[s] for s in v.shopper_ids)):
+            first = min(enter_of[s] for s in v.shopper_ids)
+            after = last_cross.get(v.entry_gate_id)
+            if after is not None:
+                v.scan_s = min(max(v.scan_s, after + 0.2), first - 0.05)
+            last_cross[v.entry_gate_id] = max(enter_of[s] for s in v.shopper_ids)
         return list(visits.values())
 
     def initial_stock(self) -> dict[str, list[Unit]]:

@@ -84,7 +84,9 @@ class TrackNoise(_Strict):
     dropout_s: Range = Field(default=(0.5, 3.0))
     new_id_after_dropout_prob: float = Field(default=0.5, ge=0, le=1, description="track fragments")
     switch_distance_m: float = Field(default=0.6, ge=0, description="closer than this, ids may swap")
-    switch_prob: float = Field(default=0.25, ge=0, le=1, description="per close encounter")
+    switch_prob: float = Field(
+        default=0.05, ge=0, le=1, description="per close encounter; top-down cameras with re-id rarely swap"
+    )
     hand_visible_prob: float = Field(default=0.7, ge=0, le=1, description="reaching hand reported")
     hand_std_m: float = Field(default=0.05, ge=0)
 
