@@ -150,6 +150,34 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from store_edge.evaluation import evaluate
+    from store_edge.layout.loader import load_store
+
+    store = load_store(args.store) if args.store else None
+    ev = evaluate(args.recording, store, explain=args.explain)
+    if args.json:
+        print(json.dumps(ev.as_json(), indent=2))
+    else:
+        j = ev.as_json()
+        print(f"{ev.recording}: {ev.visits} visits, {ev.items.actual} item units carried out")
+        print(
+            f"  items      precision {j['items']['precision']:.3f}  recall {j['items']['recall']:.3f}  "
+            f"F1 {j['items']['f1']:.3f}"
+        )
+        print(f"  receipts   exact {j['receipts']['exact_match']:.1%}")
+        print(
+            f"  review     {j['review_rate']:.1%} of units in {j['review_tickets']} tickets; after review F1 "
+            f"{j['after_review']['f1']:.3f}"
+        )
+        print(
+            f"  speed      {j['speed']['samples_per_s']:,} plate samples/s, {j['speed']['realtime_factor']}x real time"
+        )
+    if args.explain:
+        print("\n".join(ev.explain_lines) or "nothing wrong or reviewed")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="store-edge", description="Cashierless store edge: simulate, fuse, record.")
     p.add_argument("--version", action="version", version=f"store-edge {__version__}")
@@ -174,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", required=True, help="folder for the PNG files")
     plot.add_argument("--actions", type=int, default=20, help="draw at most this many actions")
     plot.set_defaults(func=_cmd_plot)
+
+    ev = sub.add_parser("eval", help="run the fusion engine on a recording and score it against its truth")
+    ev.add_argument("recording")
+    ev.add_argument("--store", help="store layout (default: the copy inside the recording)")
+    ev.add_argument("--json", action="store_true", help="one JSON object with every metric")
+    ev.add_argument("--explain", action="store_true", help="why each wrong or reviewed line came out as it did")
+    ev.set_defaults(func=_cmd_eval)
 
     val = sub.add_parser("validate", help="check store and scenario files")
     val.add_argument("files", nargs="+")
