@@ -126,11 +126,15 @@ def _matching_actions(ticket: ReviewTicket, actions: list[TruthAction]) -> list[
 
 
 def evaluate(
-    path: str | Path, store: StoreLayout | None = None, params: EngineParams | None = None, explain: bool = False
+    path: str | Path,
+    store: StoreLayout | None = None,
+    params: EngineParams | None = None,
+    explain: bool = False,
+    engine_class: type[FusionEngine] = FusionEngine,
 ) -> Evaluation:
     store = store or store_from_recording(path)
     messages = load_messages(path)
-    engine = FusionEngine(store, params)
+    engine = engine_class(store, params)
     out = EngineOutput()
     t0 = time.perf_counter()
     for msg in messages:
