@@ -171,7 +171,8 @@ class ShopperRegistry:
                 if 0 <= age <= p.fragment_window_s * NS and d <= p.fragment_radius_m and (best is None or d < best[0]):
                     best = (d, person)
         if best is None:
-            # a current person whose track is momentarily missing (the tracker re-issued an id)
+            # a current person whose track is momentarily missing (the tracker re-issued an id); not one
+            # who was last seen at an exit (they left), and only as far as a person walks in the gap
             for visit in self.visits.values():
                 for person in visit.people:
                     if person.exited_ns is not None or person.track_id is None:
@@ -179,8 +180,13 @@ class ShopperRegistry:
                     old = self.tracks.get(person.track_id)
                     if old is None or hist.first_ns - old.last_ns < 0.25 * NS:
                         continue
+                    if any(_gate_distance(old.last_xy, g) <= p.exit_radius_m for g in self.exits):
+                        continue
+                    gap_s = (hist.first_ns - old.last_ns) / NS
                     d = math.dist(old.last_xy, xy)
-                    if d <= p.fragment_radius_m and (best is None or d < best[0]):
+                    if d > min(p.fragment_radius_m, 0.5 + 1.8 * gap_s):
+                        continue
+                    if best is None or d < best[0]:
                         best = (d, person)
         if best is not None:
             person = best[1]
