@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Simulate a store, print what happened, and draw it.
+# Simulate a store, print what happened, draw it, and score the fusion engine on it.
 demo: $(STAMP)
 	mkdir -p $(OUT)
 	$(VENV)/bin/store-edge simulate --store sample_data/stores/demo.yaml \
@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/store-edge simulate --store sample_data/stores/demo.yaml \
 	    --shoppers 12 --minutes 6 --seed 5 --out $(OUT)/demo-random.mcap
 	$(VENV)/bin/store-edge plot $(OUT)/demo-hard-cases.mcap --out $(OUT)/demo-hard-cases
+	$(VENV)/bin/store-edge eval $(OUT)/demo-random.mcap
 	@echo "Pictures of the hard cases are in $(OUT)/demo-hard-cases/"
 
 test: $(STAMP)
