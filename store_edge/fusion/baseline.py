@@ -50,6 +50,5 @@ class BaselineEngine(FusionEngine):
             self.inventory.put(event.plate_deltas_g, sku, qty)
         else:
             self.inventory.take(event.plate_deltas_g, sku, qty)
-        self._new_line(cart, sku, sign * qty, 1.0, event, [hyp], [], "baseline")
-        out.changed_carts.append(cart)
+        self._add_lines([(cart, sku, sign * qty)], 1.0, event, [hyp], [], "baseline", out)
         return out

@@ -205,39 +205,43 @@ class FusionEngine:
             self._apply_return(event, best, products, shoppers, out)
         return out
 
-    def _new_line(
+    def _add_lines(
         self,
-        cart: Cart,
-        sku: str,
-        qty: int,
+        changes: list[tuple[Cart, str, int]],
         conf: float,
         event: WeightEvent,
         products: list[ProductHypothesis],
         shoppers: list[ShopperCandidate],
         reason: str,
-    ) -> CartLine:
-        self._lines += 1
+        out: EngineOutput,
+        ticket_reason: str = "",
+    ) -> None:
+        """Add (cart, sku, signed units) lines of one event; below the confidence threshold they go
+        under review together, with one ticket for staff."""
         status: Literal["confirmed", "under_review"] = (
             "confirmed" if conf >= self.params.review_below else "under_review"
         )
-        line = CartLine(f"L{self._lines}", sku, qty, conf, event.event_id, status, products, shoppers, reason)
-        cart.lines.append(line)
-        cart.version += 1
-        return line
-
-    def _ticket(
-        self,
-        event: WeightEvent,
-        reason: str,
-        products: list[ProductHypothesis],
-        shoppers: list[ShopperCandidate],
-        lines: list[CartLine],
-        out: EngineOutput,
-    ) -> None:
-        self._tickets += 1
-        out.tickets.append(
-            ReviewTicket(f"T{self._tickets}", event, reason, products, shoppers, [line.line_id for line in lines])
-        )
+        lines = []
+        for cart, sku, qty in changes:
+            self._lines += 1
+            line = CartLine(f"L{self._lines}", sku, qty, conf, event.event_id, status, products, shoppers, reason)
+            cart.lines.append(line)
+            cart.version += 1
+            lines.append(line)
+            if cart not in out.changed_carts:
+                out.changed_carts.append(cart)
+        if status == "under_review":
+            self._tickets += 1
+            out.tickets.append(
+                ReviewTicket(
+                    f"T{self._tickets}",
+                    event,
+                    ticket_reason or reason or "low confidence",
+                    products,
+                    shoppers,
+                    [line.line_id for line in lines],
+                )
+            )
 
     def _cart_for(self, visit_id: str | None) -> Cart | None:
         if visit_id is None:
@@ -285,16 +289,21 @@ class FusionEngine:
         nobody = next((c.probability for c in shoppers if c.visit_id is None), 0.0)
         conf = best.probability * (1.0 - nobody)
         shares = [qty // len(takers) + (1 if i < qty % len(takers) else 0) for i in range(len(takers))]
-        lines = []
+        changes = []
         for c, q in zip(takers, shares, strict=True):
             cart = self._cart_for(c.visit_id)
             assert cart is not None
-            lines.append(
-                self._new_line(cart, sku, q, conf, event, products, shoppers, f"{hands} hands at once: units shared")
-            )
-            out.changed_carts.append(cart)
-        if any(line.status == "under_review" for line in lines):
-            self._ticket(event, f"{hands} shoppers took {qty} at once", products, shoppers, lines, out)
+            changes.append((cart, sku, q))
+        self._add_lines(
+            changes,
+            conf,
+            event,
+            products,
+            shoppers,
+            f"{hands} hands at once: units shared",
+            out,
+            f"{hands} shoppers took {qty} at once",
+        )
         return True
 
     def _apply_pick(
@@ -330,13 +339,9 @@ class FusionEngine:
             )
         if top.probability < self.params.review_below:
             reasons.append(f"shopper unsure: {top.probability:.0%}")
-        lines = [
-            self._new_line(cart, sku, qty, conf, event, products, shoppers, "; ".join(reasons))
-            for sku, qty in best.items
-        ]
-        out.changed_carts.append(cart)
-        if any(line.status == "under_review" for line in lines):
-            self._ticket(event, "; ".join(reasons) or "low confidence", products, shoppers, lines, out)
+        self._add_lines(
+            [(cart, sku, qty) for sku, qty in best.items], conf, event, products, shoppers, "; ".join(reasons), out
+        )
 
     def _apply_return(
         self,
@@ -366,14 +371,13 @@ class FusionEngine:
         p_shopper *= 1.0 - next((c.probability for c in shoppers if c.visit_id is None), 0.0)
         cart = self.carts[str(top.visit_id)]
         conf = best.probability * p_shopper
-        lines = [self._new_line(cart, sku, -qty, conf, event, products, shoppers, "return") for sku, qty in best.items]
-        out.changed_carts.append(cart)
-        if any(line.status == "under_review" for line in lines):
-            self._ticket(
-                event,
-                f"return unsure: product {best.probability:.0%}, shopper {p_shopper:.0%}",
-                products,
-                shoppers,
-                lines,
-                out,
-            )
+        self._add_lines(
+            [(cart, sku, -qty) for sku, qty in best.items],
+            conf,
+            event,
+            products,
+            shoppers,
+            "return",
+            out,
+            f"return unsure: product {best.probability:.0%}, shopper {p_shopper:.0%}",
+        )
