@@ -140,7 +140,8 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from store_edge.layout.loader import load_store
-    from store_edge.viz import plot_action_traces, plot_floor, store_from_recording
+    from store_edge.recording.contents import store_from_recording
+    from store_edge.viz import plot_action_traces, plot_floor
 
     store = load_store(args.store) if args.store else store_from_recording(args.recording)
     out = Path(args.out)

@@ -18,9 +18,9 @@ from store_edge.fusion.weight_events import WeightEvent
 from store_edge.layout.model import StoreLayout
 from store_edge.protocol.codec import decode
 from store_edge.protocol.messages import Message, WeightBatch
-from store_edge.protocol.truth import TRUTH_ACTIONS, TRUTH_RECEIPTS, TruthAction, TruthReceipt
+from store_edge.protocol.truth import TRUTH_RECEIPTS, TruthAction, TruthReceipt
+from store_edge.recording.contents import read_actions, store_from_recording
 from store_edge.recording.mcap_io import read_messages
-from store_edge.viz import store_from_recording
 
 Receipts = dict[str, Counter[str]]
 
@@ -148,7 +148,7 @@ def evaluate(
     for m in read_messages(path, [TRUTH_RECEIPTS]):
         r = TruthReceipt.model_validate_json(m.data)
         truth[r.visit_id] = Counter({ln.sku: ln.quantity for ln in r.lines})
-    actions = [TruthAction.model_validate_json(m.data) for m in read_messages(path, [TRUTH_ACTIONS])]
+    actions = read_actions(path)
 
     carts = engine.carts
     predicted: Receipts = {v: Counter(c.receipt) for v, c in carts.items()}

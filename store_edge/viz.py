@@ -15,24 +15,13 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.patches import Polygon
 
-from store_edge.layout.loader import load_store_text
 from store_edge.layout.model import StoreLayout
 from store_edge.protocol.topics import store_prefix
-from store_edge.protocol.truth import TRUTH_ACTIONS, TRUTH_POSITIONS, TruthAction
-from store_edge.recording.mcap_io import read_attachment, read_messages
+from store_edge.protocol.truth import TRUTH_POSITIONS, TruthAction
+from store_edge.recording.contents import read_actions
+from store_edge.recording.mcap_io import read_messages
 
 NS = 1e9
-
-
-def read_actions(path: str | Path) -> list[TruthAction]:
-    return [TruthAction.model_validate_json(m.data) for m in read_messages(path, topics=[TRUTH_ACTIONS])]
-
-
-def store_from_recording(path: str | Path) -> StoreLayout:
-    data = read_attachment(path, "store.yaml")
-    if data is None:
-        raise ValueError(f"{path}: the recording carries no store.yaml attachment; pass the store file")
-    return load_store_text(data.decode("utf-8"), f"{path}#store.yaml")
 
 
 def draw_store(ax: Axes, store: StoreLayout) -> None:
@@ -47,7 +36,7 @@ def draw_store(ax: Axes, store: StoreLayout) -> None:
     for gate in store.gates:
         (x1, y1), (x2, y2) = gate.line
         ax.plot([x1, x2], [y1, y2], color="green" if gate.kind == "entry" else "red", lw=4)
-        ax.text((x1 + x2) / 2, (y1 + y2) / 2 - 0.3, gate.id, ha="center", fontsize=7)
+        ax.text(gate.midpoint[0], gate.midpoint[1] - 0.3, gate.id, ha="center", fontsize=7)
     ax.set_aspect("equal")
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")

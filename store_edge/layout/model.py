@@ -146,6 +146,11 @@ class Gate(_Strict):
     scanner_id: Id | None = None
     counter_id: Id
 
+    @property
+    def midpoint(self) -> Point2:
+        (x1, y1), (x2, y2) = self.line
+        return ((x1 + x2) / 2, (y1 + y2) / 2)
+
 
 class Floor(_Strict):
     outline: list[Point2] = Field(min_length=3, description="polygon, metres")

@@ -65,9 +65,6 @@ def random_scenario(
     entry = store.gates_of_kind("entry")[0]
     exit_gate = store.gates_of_kind("exit")[0]
 
-    def mid(line: tuple[tuple[float, float], tuple[float, float]]) -> tuple[float, float]:
-        return ((line[0][0] + line[1][0]) / 2, (line[0][1] + line[1][1]) / 2)
-
     def travel(a: tuple[float, float], b: tuple[float, float], speed: float) -> float:
         return path_length(grid.path(a, b)) / speed
 
@@ -113,9 +110,9 @@ def random_scenario(
             d.enter_s += shift
         gate_free = max(d.enter_s for d in party) + float(rng.uniform(1.5, 3.0))
 
-    exit_mid = mid(exit_gate.line)
+    exit_mid = exit_gate.midpoint
     for d in drafts:
-        d.pos, d.t_free = mid(entry.line), d.enter_s
+        d.pos, d.t_free = entry.midpoint, d.enter_s
         for _ in range(int(rng.integers(mix.stops[0], mix.stops[1] + 1))):
             sku = skus[int(rng.choice(len(skus), p=popularity))]
             plates = list(store.planogram[facing_index[sku]].plates)

@@ -194,11 +194,6 @@ class _Planner:
                 return p
         return where
 
-    @staticmethod
-    def gate_mid(gate: Gate) -> tuple[float, float]:
-        (x1, y1), (x2, y2) = gate.line
-        return ((x1 + x2) / 2, (y1 + y2) / 2)
-
     def action_plates(self, a: Action, path: str) -> list[str] | None:
         if a.plates is not None:
             unknown = [p for p in a.plates if p not in self.store.plate_geometry]
@@ -224,7 +219,7 @@ class _Planner:
     ) -> PlannedShopper | None:
         rng = rng_for(self.sc.seed, "route", shopper.id)
         traj = Trajectory()
-        pos = self.gate_mid(entry)
+        pos = entry.midpoint
         traj.add(shopper.enter_s, pos)
         t_free = shopper.enter_s
         reaches: list[tuple[float, float, tuple[float, float, float]]] = []
@@ -255,7 +250,7 @@ class _Planner:
             if stop.reach is not None:
                 reaches.append((stop.at_s, end, stop.reach))
             t_free = end + uniform(rng, (0.3, 1.5))
-        waypoints = self.grid.path(pos, self.gate_mid(exit_gate))
+        waypoints = self.grid.path(pos, exit_gate.midpoint)
         travel = path_length(waypoints) / shopper.speed_m_s
         if shopper.exit_s is not None:
             if t_free + travel > shopper.exit_s + 1e-9:
