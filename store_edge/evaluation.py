@@ -163,7 +163,7 @@ def evaluate(
         for ln in c.lines:
             if ln.status == "confirmed":
                 resolved[c.visit_id][ln.sku] += ln.quantity
-    for ticket in out.tickets:
+    for ticket in out.open_tickets():
         for a in _matching_actions(ticket, actions):
             sign = 1 if a.kind == "pick" else -1
             if a.sku is not None:
@@ -181,7 +181,7 @@ def evaluate(
         samples,
         engine_s,
         span_s,
-        out.tickets,
+        out.open_tickets(),
         carts,
         {e.event_id: e for e in engine.events},
         truth,

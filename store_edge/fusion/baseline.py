@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from store_edge.fusion.engine import EngineOutput, FusionEngine
+from store_edge.fusion.engine import Decision, EngineOutput, FusionEngine
 from store_edge.fusion.products import ProductHypothesis
 from store_edge.fusion.shoppers import NS, _distance_to_segment
 from store_edge.fusion.weight_events import WeightEvent
@@ -50,5 +50,5 @@ class BaselineEngine(FusionEngine):
             self.inventory.put(event.plate_deltas_g, sku, qty)
         else:
             self.inventory.take(event.plate_deltas_g, sku, qty)
-        self._add_lines([(cart, sku, sign * qty)], 1.0, event, [hyp], [], "baseline", out)
+        self._add_lines(Decision(event, [hyp], []), [(cart, sku, sign * qty)], 1.0, "baseline", out)
         return out

@@ -6,12 +6,12 @@ closed carts). The live MQTT worker and the offline evaluator both drive it; nei
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
 from store_edge.fusion.products import PlateInventory, ProductHypothesis, ProductParams, score_products
-from store_edge.fusion.shoppers import NS, ShopperCandidate, ShopperParams, ShopperRegistry
+from store_edge.fusion.shoppers import NS, ShopperCandidate, ShopperParams, ShopperRegistry, TrackObservation
 from store_edge.fusion.weight_events import ShelfWeightEventDetector, WeightEvent, WeightEventParams
 from store_edge.layout.model import StoreLayout
 from store_edge.protocol.messages import (
@@ -93,17 +93,36 @@ class InventoryEvent:
 
 
 @dataclass
+class Decision:
+    """What one weight event was, and the cart lines (and ticket) it made; kept a while so that the
+    lines can be moved when the tracker's ids turn out to have been swapped."""
+
+    event: WeightEvent
+    products: list[ProductHypothesis]
+    shoppers: list[ShopperCandidate]
+    lines: list[tuple[Cart, CartLine]] = field(default_factory=list)
+    ticket: ReviewTicket | None = None
+
+
+@dataclass
 class EngineOutput:
     changed_carts: list[Cart] = field(default_factory=list)
     tickets: list[ReviewTicket] = field(default_factory=list)
+    withdrawn_tickets: list[str] = field(default_factory=list)
+    """Tickets raised earlier that no longer stand (their event was re-decided)."""
     closed_carts: list[Cart] = field(default_factory=list)
     inventory_events: list[InventoryEvent] = field(default_factory=list)
 
     def extend(self, other: EngineOutput) -> None:
-        self.changed_carts += other.changed_carts
+        self.changed_carts += [c for c in other.changed_carts if c not in self.changed_carts]
         self.tickets += other.tickets
+        self.withdrawn_tickets += other.withdrawn_tickets
         self.closed_carts += other.closed_carts
         self.inventory_events += other.inventory_events
+
+    def open_tickets(self) -> list[ReviewTicket]:
+        withdrawn = set(self.withdrawn_tickets)
+        return [t for t in self.tickets if t.ticket_id not in withdrawn]
 
 
 class FusionEngine:
@@ -115,6 +134,8 @@ class FusionEngine:
         self.detectors: dict[str, ShelfWeightEventDetector] = {}
         self.carts: dict[str, Cart] = {}
         self.events: list[WeightEvent] = []
+        self.decisions: deque[Decision] = deque()
+        self._corrections_seen = 0
         self._lines = 0
         self._tickets = 0
         self.now_ns = 0
@@ -144,8 +165,18 @@ class FusionEngine:
         elif isinstance(msg, ShopperTracks):
             self.shoppers.observe(
                 msg.header.ts_ns,
-                [(t.track_id, t.x, t.y, (t.hand.x, t.hand.y, t.hand.z) if t.hand else None) for t in msg.tracks],
+                [
+                    TrackObservation(
+                        t.track_id,
+                        t.x,
+                        t.y,
+                        (t.hand.x, t.hand.y, t.hand.z) if t.hand else None,
+                        tuple(t.appearance) if t.appearance else None,
+                    )
+                    for t in msg.tracks
+                ],
             )
+            self._revisit_corrected(out)
             out.closed_carts += self._close_finished(msg.header.ts_ns)
         return out
 
@@ -186,38 +217,77 @@ class FusionEngine:
     def _decide(self, event: WeightEvent) -> EngineOutput:
         out = EngineOutput()
         self.events.append(event)
-        plates = list(event.plate_deltas_g)
-        shoppers = self.shoppers.associate(plates, event.start_ns, event.end_ns)
-        picking = event.total_g < 0
+        shoppers = self._associate(event)
         returnable: set[str] = set()
-        if not picking:
+        if event.total_g >= 0:
             for cand in shoppers:
                 if cand.visit_id and cand.visit_id in self.carts and cand.probability > 0.05:
                     returnable |= set(self.carts[cand.visit_id].net(include_review=True))
-        products = score_products(event, self.store, self.inventory, returnable, self.params.products)
+        products = score_products(
+            event, self.store, self.inventory, returnable, self.params.products, hands=self._hands_at(event)
+        )
         if not products:
             out.inventory_events.append(InventoryEvent(event, "no product fits this change", []))
             return out
-        best = products[0]
-        if picking:
-            self._apply_pick(event, best, products, shoppers, out)
-        else:
-            self._apply_return(event, best, products, shoppers, out)
+        for sku, qty in products[0].items:
+            if event.total_g < 0:
+                self.inventory.take(event.plate_deltas_g, sku, qty)
+            else:
+                self.inventory.put(event.plate_deltas_g, sku, qty)
+        decision = Decision(event, products, shoppers)
+        self.decisions.append(decision)
+        while self.decisions and self.decisions[0].event.end_ns < event.end_ns - self.params.shoppers.history_s * NS:
+            self.decisions.popleft()
+        self._assign(decision, out)
         return out
+
+    def _associate(self, event: WeightEvent) -> list[ShopperCandidate]:
+        return self.shoppers.associate(event.plate_deltas_g, event.start_ns, event.end_ns)
+
+    def _assign(self, decision: Decision, out: EngineOutput) -> None:
+        if decision.event.total_g < 0:
+            self._apply_pick(decision, out)
+        else:
+            self._apply_return(decision, out)
+
+    def _revisit_corrected(self, out: EngineOutput) -> None:
+        """The tracker swapped two people's ids and the registry has undone it: events since then
+        may have gone to the wrong cart. Re-associate them and move their lines (open carts only: a
+        closed cart has been handed on for settlement)."""
+        corrections = self.shoppers.corrections[self._corrections_seen :]
+        self._corrections_seen += len(corrections)
+        for since_ns, *_ in corrections:
+            for decision in self.decisions:
+                if decision.event.end_ns < since_ns - NS:
+                    continue
+                shoppers = self._associate(decision.event)
+                before = [(c.visit_id, round(c.probability, 3)) for c in decision.shoppers]
+                if [(c.visit_id, round(c.probability, 3)) for c in shoppers] == before:
+                    continue
+                if any(cart.state == "closed" for cart, _ in decision.lines):
+                    continue
+                for cart, line in decision.lines:
+                    cart.lines.remove(line)
+                    cart.version += 1
+                    if cart not in out.changed_carts:
+                        out.changed_carts.append(cart)
+                if decision.ticket is not None:
+                    out.withdrawn_tickets.append(decision.ticket.ticket_id)
+                decision.lines, decision.ticket, decision.shoppers = [], None, shoppers
+                self._assign(decision, out)
 
     def _add_lines(
         self,
+        decision: Decision,
         changes: list[tuple[Cart, str, int]],
         conf: float,
-        event: WeightEvent,
-        products: list[ProductHypothesis],
-        shoppers: list[ShopperCandidate],
         reason: str,
         out: EngineOutput,
         ticket_reason: str = "",
     ) -> None:
         """Add (cart, sku, signed units) lines of one event; below the confidence threshold they go
         under review together, with one ticket for staff."""
+        event, products, shoppers = decision.event, decision.products, decision.shoppers
         status: Literal["confirmed", "under_review"] = (
             "confirmed" if conf >= self.params.review_below else "under_review"
         )
@@ -228,20 +298,20 @@ class FusionEngine:
             cart.lines.append(line)
             cart.version += 1
             lines.append(line)
+            decision.lines.append((cart, line))
             if cart not in out.changed_carts:
                 out.changed_carts.append(cart)
         if status == "under_review":
             self._tickets += 1
-            out.tickets.append(
-                ReviewTicket(
-                    f"T{self._tickets}",
-                    event,
-                    ticket_reason or reason or "low confidence",
-                    products,
-                    shoppers,
-                    [line.line_id for line in lines],
-                )
+            decision.ticket = ReviewTicket(
+                f"T{self._tickets}",
+                event,
+                ticket_reason or reason or "low confidence",
+                products,
+                shoppers,
+                [line.line_id for line in lines],
             )
+            out.tickets.append(decision.ticket)
 
     def _cart_for(self, visit_id: str | None) -> Cart | None:
         if visit_id is None:
@@ -262,16 +332,10 @@ class FusionEngine:
             if event.start_ns - 2 * NS <= t <= event.end_ns and lo <= x <= hi
         )
 
-    def _apply_shared_pick(
-        self,
-        event: WeightEvent,
-        best: ProductHypothesis,
-        products: list[ProductHypothesis],
-        shoppers: list[ShopperCandidate],
-        out: EngineOutput,
-    ) -> bool:
+    def _apply_shared_pick(self, decision: Decision, out: EngineOutput) -> bool:
         """Two people taking the same product from one plate at once make one event of several units;
         with as many hands seen, the units are shared out among the likely shoppers."""
+        event, shoppers, best = decision.event, decision.shoppers, decision.products[0]
         if len(best.items) != 1 or best.units < 2:
             return False
         hands = self._hands_at(event)
@@ -295,28 +359,41 @@ class FusionEngine:
             assert cart is not None
             changes.append((cart, sku, q))
         self._add_lines(
+            decision,
             changes,
             conf,
-            event,
-            products,
-            shoppers,
             f"{hands} hands at once: units shared",
             out,
             f"{hands} shoppers took {qty} at once",
         )
         return True
 
-    def _apply_pick(
-        self,
-        event: WeightEvent,
-        best: ProductHypothesis,
-        products: list[ProductHypothesis],
-        shoppers: list[ShopperCandidate],
-        out: EngineOutput,
-    ) -> None:
+    def _apply_two_hand_pick(self, decision: Decision, out: EngineOutput) -> bool:
+        """Two products taken with two hands at once (often two shoppers side by side): each product
+        goes to whoever stood and reached where that product lay."""
+        event, best = decision.event, decision.products[0]
+        if len(best.items) < 2 or self._hands_at(event) < 2:
+            return False
+        changes: list[tuple[Cart, str, int]] = []
+        conf = best.probability
+        whos = []
         for sku, qty in best.items:
-            self.inventory.take(event.plate_deltas_g, sku, qty)
-        if self._apply_shared_pick(event, best, products, shoppers, out):
+            where = {p: d for p, d in event.plate_deltas_g.items() if self.inventory.holds(p, sku, reach=0)}
+            cands = self.shoppers.associate(where or event.plate_deltas_g, event.start_ns, event.end_ns)
+            top = cands[0]
+            cart = self._cart_for(top.visit_id)
+            if cart is None:
+                return False
+            conf = min(conf, best.probability * top.probability)
+            changes.append((cart, sku, qty))
+            whos.append(f"{sku} {top.visit_id} {top.probability:.0%}")
+        self._add_lines(decision, changes, conf, "two hands, two products: " + ", ".join(whos), out)
+        return True
+
+    def _apply_pick(self, decision: Decision, out: EngineOutput) -> None:
+        event, products, shoppers = decision.event, decision.products, decision.shoppers
+        best = products[0]
+        if self._apply_shared_pick(decision, out) or self._apply_two_hand_pick(decision, out):
             return
         top = shoppers[0]
         cart = self._cart_for(top.visit_id)
@@ -339,20 +416,11 @@ class FusionEngine:
             )
         if top.probability < self.params.review_below:
             reasons.append(f"shopper unsure: {top.probability:.0%}")
-        self._add_lines(
-            [(cart, sku, qty) for sku, qty in best.items], conf, event, products, shoppers, "; ".join(reasons), out
-        )
+        self._add_lines(decision, [(cart, sku, qty) for sku, qty in best.items], conf, "; ".join(reasons), out)
 
-    def _apply_return(
-        self,
-        event: WeightEvent,
-        best: ProductHypothesis,
-        products: list[ProductHypothesis],
-        shoppers: list[ShopperCandidate],
-        out: EngineOutput,
-    ) -> None:
-        for sku, qty in best.items:
-            self.inventory.put(event.plate_deltas_g, sku, qty)
+    def _apply_return(self, decision: Decision, out: EngineOutput) -> None:
+        event, products, shoppers = decision.event, decision.products, decision.shoppers
+        best = products[0]
         # who could have returned it: only someone whose cart holds it
         holders = [
             c
@@ -372,11 +440,9 @@ class FusionEngine:
         cart = self.carts[str(top.visit_id)]
         conf = best.probability * p_shopper
         self._add_lines(
+            decision,
             [(cart, sku, -qty) for sku, qty in best.items],
             conf,
-            event,
-            products,
-            shoppers,
             "return",
             out,
             f"return unsure: product {best.probability:.0%}, shopper {p_shopper:.0%}",

@@ -32,6 +32,8 @@ class ProductParams:
     """Log-penalty when a changed plate only borders the product (a unit lying across two plates)."""
     unit_prior: tuple[float, ...] = (1.0, 0.45, 0.2, 0.08, 0.04, 0.02)
     two_products_prior: float = 0.05
+    two_hands_two_products_prior: float = 0.5
+    """With two hands in the shelf at once (light curtain), two products in one event are common."""
     return_not_carried_penalty: float = math.log(0.02)
     """A return of something no nearby shopper carries (brought in from elsewhere) is rare."""
 
@@ -98,12 +100,14 @@ def score_products(
     returnable_skus: set[str] | None = None,
     params: ProductParams | None = None,
     top: int = 5,
+    hands: int = 1,
 ) -> list[ProductHypothesis]:
     """Best hypotheses for an event, probabilities normalised over all hypotheses considered.
 
     For a pick (weight went down) the candidates are products on or next to the changed plates.
     For a return (weight went up) they are those plus `returnable_skus`: what the nearby shoppers
-    carry, since a shopper can return an item anywhere (a wrong-place return).
+    carry, since a shopper can return an item anywhere (a wrong-place return). `hands`: how many
+    hands the light curtain saw enter at these plates meanwhile.
     """
     p = params or ProductParams()
     total = event.total_g
@@ -127,7 +131,7 @@ def score_products(
         units = sum(q for _, q in items)
         log += math.log(p.unit_prior[min(units, len(p.unit_prior)) - 1])
         if len(items) > 1:
-            log += math.log(p.two_products_prior)
+            log += math.log(p.two_hands_two_products_prior if hands >= 2 else p.two_products_prior)
         skus = [s for s, _ in items]
         for pid, d in event.plate_deltas_g.items():
             if abs(d) < 5:

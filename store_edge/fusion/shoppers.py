@@ -4,6 +4,11 @@ A visit starts with the gate's decision to open for a scanned code; the next tra
 that entry gate belong to it (a party: as many as its size). Trackers lose people and give them new
 ids (fragments): a track that appears away from the entry continues the person who vanished nearest
 to it a moment before. A person whose track ends at an exit gate has left.
+
+Trackers also swap ids when two people pass close by. Where tracks carry a re-identification
+embedding, each person's look is learnt while they walk alone; after two people of different visits
+have been close, the looks of both tracks once apart again decide whether their ids were swapped, and
+the swap is undone from the moment they met (`corrections` tells the engine which events to revisit).
 """
 
 from __future__ import annotations
@@ -32,12 +37,76 @@ class ShopperParams:
     """Where the person who reaches stands: this far out from the shelf front..."""
     body_std_m: float = 0.25
     """...give or take this much, out from the front and along it."""
-    hand_std_m: float = 0.12
+    hand_std_m: float = 0.07
+    """A seen hand's distance from where the weight changed (pose error and the hand's own size)."""
+    hand_loose_std_m: float = 0.12
     hand_bonus: float = 3.0
     """Log-odds a reaching hand at the plate adds over a body standing in front of it."""
     nobody_distance_m: float = 1.4
     """'Nobody' (staff, a restock, a glitch) scores like a shopper standing this far away."""
     history_s: float = 120.0
+    encounter_m: float = 0.8
+    """Two people this close may leave with each other's track ids."""
+    apart_m: float = 1.2
+    """An encounter is over once they are this far apart."""
+    clean_m: float = 0.8
+    """An embedding counts as clean only when nobody else is this close (a neighbour bleeds into the crop)."""
+    look_frames: int = 30
+    """Clean frames that make a person's look (then it is kept)."""
+    verdict_frames: int = 8
+    """Clean frames of each track after an encounter before deciding whether the ids swapped."""
+    swap_margin: float = 0.2
+    """How much better (sum of cosines) the swapped pairing must fit before ids are swapped back."""
+
+
+Hand = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class TrackObservation:
+    """One track in one tracker message."""
+
+    track_id: str
+    x: float
+    y: float
+    hand: Hand | None = None
+    appearance: tuple[float, ...] | None = None
+
+
+class LookAverage:
+    """The running mean of unit-length embeddings."""
+
+    def __init__(self) -> None:
+        self.total: list[float] = []
+        self.count = 0
+
+    def add(self, v: tuple[float, ...]) -> None:
+        if not self.total:
+            self.total = [0.0] * len(v)
+        if len(v) != len(self.total):
+            return  # a tracker reconfigured mid-visit: ignore embeddings of another length
+        self.total = [a + b for a, b in zip(self.total, v, strict=True)]
+        self.count += 1
+
+    def cosine(self, other: LookAverage) -> float:
+        if not self.count or not other.count or len(self.total) != len(other.total):
+            return 0.0
+        dot = sum(a * b for a, b in zip(self.total, other.total, strict=True))
+        na = math.sqrt(sum(a * a for a in self.total))
+        nb = math.sqrt(sum(b * b for b in other.total))
+        return dot / (na * nb) if na and nb else 0.0
+
+
+@dataclass
+class Encounter:
+    """Two tracks of different visits came close at `start_ns`; their looks since parting decide."""
+
+    track_a: str
+    track_b: str
+    start_ns: int
+    parted: bool = False
+    look_a: LookAverage = field(default_factory=LookAverage)
+    look_b: LookAverage = field(default_factory=LookAverage)
 
 
 @dataclass
@@ -45,7 +114,9 @@ class TrackHistory:
     track_id: str
     first_ns: int
     first_xy: tuple[float, float]
-    samples: deque[tuple[int, float, float, tuple[float, float, float] | None]] = field(default_factory=deque)
+    samples: deque[tuple[int, float, float, Hand | None]] = field(default_factory=deque)
+    bindings: list[tuple[int, str]] = field(default_factory=list)
+    """(from ns, visit id): whose track this was when; rewritten when a swap is undone."""
 
     @property
     def last_ns(self) -> int:
@@ -65,6 +136,7 @@ class Person:
     exited_ns: int | None = None
     lost_ns: int | None = None
     lost_xy: tuple[float, float] | None = None
+    look: LookAverage = field(default_factory=LookAverage)
 
 
 @dataclass
@@ -115,6 +187,9 @@ class ShopperRegistry:
         self.alerts: list[tuple[int, str]] = []
         self.entries = store.gates_of_kind("entry")
         self.exits = store.gates_of_kind("exit")
+        self.encounters: list[Encounter] = []
+        self.corrections: list[tuple[int, str, str]] = []
+        """(since ns, track, track): ids found swapped; the engine revisits events since then."""
 
     # --- gate ----------------------------------------------------------------------------------
     def open_visit(self, t_ns: int, visit_id: str, account_id: str | None, party_size: int) -> Visit:
@@ -126,20 +201,102 @@ class ShopperRegistry:
         return visit
 
     # --- tracks --------------------------------------------------------------------------------
-    def observe(self, t_ns: int, tracks: list[tuple[str, float, float, tuple[float, float, float] | None]]) -> None:
+    def observe(self, t_ns: int, tracks: list[TrackObservation]) -> None:
         p = self.params
-        for track_id, x, y, hand in tracks:
-            hist = self.tracks.get(track_id)
+        for obs in tracks:
+            hist = self.tracks.get(obs.track_id)
             if hist is None:
-                hist = self.tracks[track_id] = TrackHistory(track_id, t_ns, (x, y))
+                hist = self.tracks[obs.track_id] = TrackHistory(obs.track_id, t_ns, (obs.x, obs.y))
                 self._bind_new_track(hist)
-            hist.samples.append((t_ns, x, y, hand))
+            hist.samples.append((t_ns, obs.x, obs.y, obs.hand))
             while hist.samples and hist.samples[0][0] < t_ns - p.history_s * NS:
                 hist.samples.popleft()
-            person = self.person_of_track.get(track_id)
+            person = self.person_of_track.get(obs.track_id)
             if person is not None and person.lost_ns is not None:
                 person.lost_ns = person.lost_xy = None  # back after a dropout, same id
+        self._reidentify(t_ns, tracks)
         self._end_stale_tracks(t_ns)
+
+    def _bind(self, hist: TrackHistory, person: Person, since_ns: int) -> None:
+        person.track_id = hist.track_id
+        self.person_of_track[hist.track_id] = person
+        hist.bindings = [b for b in hist.bindings if b[0] < since_ns] + [(since_ns, person.visit_id)]
+
+    # --- re-identification -----------------------------------------------------------------------
+    def _reidentify(self, t_ns: int, tracks: list[TrackObservation]) -> None:
+        p = self.params
+        bound = [(o, person) for o in tracks if (person := self._current_person(o.track_id)) is not None]
+        if not any(o.appearance for o, _ in bound):
+            return
+        open_pairs = {frozenset((e.track_a, e.track_b)) for e in self.encounters}
+        in_encounter = {t for e in self.encounters for t in (e.track_a, e.track_b)}
+        crowded: set[str] = set()
+        for i, (a, pa) in enumerate(bound):
+            for b, pb in bound[i + 1 :]:
+                d = math.hypot(a.x - b.x, a.y - b.y)
+                if d < p.clean_m:
+                    crowded |= {a.track_id, b.track_id}
+                pair = frozenset((a.track_id, b.track_id))
+                if d < p.encounter_m and pa.visit_id != pb.visit_id and pair not in open_pairs:
+                    self.encounters.append(Encounter(a.track_id, b.track_id, t_ns))
+                    open_pairs.add(pair)
+                    in_encounter |= pair
+        where = {o.track_id: o for o, _ in bound}
+        for o, person in bound:
+            # a person's look is learnt only from clean frames while no swap may be pending
+            clean = o.track_id not in crowded and o.track_id not in in_encounter
+            if o.appearance and clean and person.look.count < p.look_frames:
+                person.look.add(o.appearance)
+        for enc in list(self.encounters):
+            ta, tb = where.get(enc.track_a), where.get(enc.track_b)
+            if ta is None or tb is None:
+                # lost or handed to a fragment: nothing left to compare
+                if any(self._current_person(t) is None for t in (enc.track_a, enc.track_b)):
+                    self.encounters.remove(enc)
+                continue
+            if not enc.parted:
+                enc.parted = math.hypot(ta.x - tb.x, ta.y - tb.y) > p.apart_m
+                continue
+            if ta.appearance and ta.track_id not in crowded:
+                enc.look_a.add(ta.appearance)
+            if tb.appearance and tb.track_id not in crowded:
+                enc.look_b.add(tb.appearance)
+            # one clean side is enough: a look that fits the other visit better says they swapped
+            if max(enc.look_a.count, enc.look_b.count) >= p.verdict_frames:
+                self.encounters.remove(enc)
+                self._judge(enc)
+
+    def _current_person(self, track_id: str) -> Person | None:
+        """The person this track follows now, if it is still their track."""
+        person = self.person_of_track.get(track_id)
+        if person is None or person.track_id != track_id or person.exited_ns is not None:
+            return None
+        return person
+
+    def _visit_look(self, visit_id: str, look: LookAverage) -> float | None:
+        """How well a look fits a visit: its best-matching person (a party has several)."""
+        people = self.visits[visit_id].people
+        known = [q.look.cosine(look) for q in people if q.look.count >= self.params.verdict_frames]
+        return max(known) if known else None
+
+    def _judge(self, enc: Encounter) -> None:
+        pa, pb = self._current_person(enc.track_a), self._current_person(enc.track_b)
+        if pa is None or pb is None:
+            return
+        keep = swap = 0.0
+        for look, own, other in ((enc.look_a, pa, pb), (enc.look_b, pb, pa)):
+            if look.count < self.params.verdict_frames:
+                continue
+            fit_own, fit_other = self._visit_look(own.visit_id, look), self._visit_look(other.visit_id, look)
+            if fit_own is None or fit_other is None:
+                return
+            keep += fit_own
+            swap += fit_other
+        if swap > keep + self.params.swap_margin:
+            self._bind(self.tracks[enc.track_a], pb, enc.start_ns)
+            self._bind(self.tracks[enc.track_b], pa, enc.start_ns)
+            self.corrections.append((enc.start_ns, enc.track_a, enc.track_b))
+            self.alerts.append((enc.start_ns, f"tracks {enc.track_a} and {enc.track_b} swapped ids; undone"))
 
     def _bind_new_track(self, hist: TrackHistory) -> None:
         p = self.params
@@ -158,7 +315,7 @@ class ShopperRegistry:
                 visit = open_now[-1]
                 person = Person(visit.visit_id, hist.track_id)
                 visit.people.append(person)
-                self.person_of_track[hist.track_id] = person
+                self._bind(hist, person, hist.first_ns)
                 return
         # a fragment: continue the person who vanished nearest to here a moment ago
         best: tuple[float, Person] | None = None
@@ -190,9 +347,8 @@ class ShopperRegistry:
                         best = (d, person)
         if best is not None:
             person = best[1]
-            person.track_id = hist.track_id
             person.lost_ns = person.lost_xy = None
-            self.person_of_track[hist.track_id] = person
+            self._bind(hist, person, hist.first_ns)
         elif at_entry:
             self.alerts.append((hist.first_ns, f"track {hist.track_id} entered without a scanned code (tailgating?)"))
 
@@ -210,21 +366,38 @@ class ShopperRegistry:
                 person.lost_ns = hist.last_ns
                 person.lost_xy = hist.last_xy
 
-    def visit_of_track(self, track_id: str) -> str | None:
-        person = self.person_of_track.get(track_id)
-        return person.visit_id if person else None
+    def visit_of_track(self, track_id: str, t_ns: int | None = None) -> str | None:
+        """Whose track this is now, or was at `t_ns`."""
+        hist = self.tracks.get(track_id)
+        if hist is None or not hist.bindings:
+            return None
+        if t_ns is None:
+            return hist.bindings[-1][1]
+        current = hist.bindings[0][1]
+        for since, visit_id in hist.bindings:
+            if since > t_ns:
+                break
+            current = visit_id
+        return current
 
     def open_visits(self) -> list[Visit]:
         return [v for v in self.visits.values() if not v.all_exited]
 
     # --- association ---------------------------------------------------------------------------
-    def associate(self, plate_ids: list[str], start_ns: int, end_ns: int) -> list[ShopperCandidate]:
+    def associate(self, plate_deltas_g: dict[str, float], start_ns: int, end_ns: int) -> list[ShopperCandidate]:
         """P(visit | event) from where people stood and reached while the plates changed."""
         p = self.params
-        geo = sorted((self.store.plate_geometry[pid] for pid in plate_ids), key=lambda g: g.index_on_shelf)
+        geo = sorted((self.store.plate_geometry[pid] for pid in plate_deltas_g), key=lambda g: g.index_on_shelf)
         front_a = geo[0].front_left
         front_b = geo[-1].front_right
         shelf_z = geo[0].center[2]
+        # where on the shelf front the weight changed: a hand is judged against this point, finer than
+        # the plates' span (side by side at neighbouring plates, hands are ~10 cm apart)
+        mass = sum(abs(d) for d in plate_deltas_g.values()) or 1.0
+        spot = (
+            sum((g.front_left[0] + g.front_right[0]) / 2 * abs(plate_deltas_g[g.plate_id]) for g in geo) / mass,
+            sum((g.front_left[1] + g.front_right[1]) / 2 * abs(plate_deltas_g[g.plate_id]) for g in geo) / mass,
+        )
         normal = self.store.gondolas_by_id[geo[0].gondola_id].aisle_normal
         lo, hi = start_ns - NS // 2, end_ns + NS // 2
         scores: dict[str | None, float] = {}
@@ -235,7 +408,7 @@ class ShopperRegistry:
             # The one who acted stands there throughout; a passer-by is close only for a moment. So the
             # body term is averaged over the event, and a hand seen at the plates' front adds to it.
             body_logs: list[float] = []
-            hand_log = -math.inf
+            hands: list[Hand] = []
             best_d = math.inf
             for t, x, y, hand in hist.samples:
                 if t < lo or t > hi:
@@ -248,12 +421,23 @@ class ShopperRegistry:
                 body_logs.append(-0.5 * ((out - p.reach_m) / p.body_std_m) ** 2 - 0.5 * (along / p.body_std_m) ** 2)
                 best_d = min(best_d, d)
                 if hand is not None:
-                    dh = math.hypot(_distance_to_segment((hand[0], hand[1]), front_a, front_b), hand[2] - shelf_z)
-                    hand_log = max(hand_log, -0.5 * (dh / p.hand_std_m) ** 2 + p.hand_bonus)
+                    hands.append(hand)
             if not body_logs:
                 continue
+            hand_log = -math.inf
+            if hands:
+                # the mean of the hand's reports, where per-frame pose noise averages out, judged
+                # tightly; if the mean is far off, the window may hold another reach of theirs: then
+                # their single best report, judged loosely
+                mean = tuple(sum(h[i] for h in hands) / len(hands) for i in range(3))
+                d_mean = math.hypot(mean[0] - spot[0], mean[1] - spot[1], mean[2] - shelf_z)
+                z = d_mean / p.hand_std_m
+                if z > 3:
+                    z = min(math.hypot(h[0] - spot[0], h[1] - spot[1], h[2] - shelf_z) for h in hands)
+                    z /= p.hand_loose_std_m
+                hand_log = p.hand_bonus - 0.5 * z * z
             best_log = max(sum(body_logs) / len(body_logs), hand_log)
-            visit_id = self.visit_of_track(hist.track_id)
+            visit_id = self.visit_of_track(hist.track_id, (start_ns + end_ns) // 2)
             # people of one party share a cart: their evidence adds up, the best track names it
             scores[visit_id] = scores.get(visit_id, 0.0) + math.exp(best_log)
             if visit_id not in details or best_d < (details[visit_id][0]):

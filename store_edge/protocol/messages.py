@@ -142,6 +142,11 @@ class ShopperTrack(_Msg):
     y: float
     confidence: float = Field(default=1.0, ge=0, le=1)
     hand: HandPoint | None = Field(default=None, description="the reaching hand, where it is seen")
+    appearance: list[float] | None = Field(
+        default=None,
+        max_length=128,
+        description="re-identification embedding of this detection (unit length; compare by cosine), if any",
+    )
 
 
 class ShopperTracks(_Msg):

@@ -201,6 +201,30 @@ class TrackPoint:
     true_y: float
     track_id: str | None
     hand: tuple[float, float, float] | None
+    appearance: tuple[float, ...] | None = None
+
+
+OUTFITS = 6
+"""Shoppers dress alike in a few common ways: lookalikes make re-identification imperfect."""
+
+
+def appearance_vectors(plan: Plan) -> FloatArray:
+    """Each shopper's true look as a unit vector: part common outfit, part their own."""
+    tn = plan.scenario.noise.tracks
+    dim = tn.appearance_dim
+    seed = plan.scenario.seed
+    out = np.zeros((len(plan.shoppers), dim))
+    if dim == 0:
+        return out
+    outfits = rng_for(seed, "outfits").normal(size=(OUTFITS, dim))
+    outfits /= np.linalg.norm(outfits, axis=1, keepdims=True)
+    for k, p in enumerate(plan.shoppers):
+        rng = rng_for(seed, "appearance", p.shopper.id)
+        own = rng.normal(size=dim)
+        share = tn.lookalike_share
+        v = share * outfits[int(rng.integers(OUTFITS))] + (1 - share) * own / np.linalg.norm(own)
+        out[k] = v / np.linalg.norm(v)
+    return out
 
 
 def track_frames(plan: Plan, duration_s: float) -> list[tuple[float, list[TrackPoint]]]:
@@ -233,6 +257,8 @@ def track_frames(plan: Plan, duration_s: float) -> list[tuple[float, list[TrackP
         [rng_for(seed, "hand", p.shopper.id, i).random() < tn.hand_visible_prob for i in range(len(p.reaches))]
         for p in shoppers
     ]
+    looks = appearance_vectors(plan)
+    look_rng = rng_for(seed, "appearance-noise")
     rng = rng_for(seed, "tracks")
     next_id = 1
     current: dict[int, str] = {}
@@ -267,6 +293,15 @@ def track_frames(plan: Plan, duration_s: float) -> list[tuple[float, list[TrackP
                     hx, hy, hz = (float(v + rng.normal(0, tn.hand_std_m)) for v in where)
                     hand = (hx, hy, hz)
             nx, ny = rng.normal(0, tn.position_std_m, 2)
+            appearance = None
+            if tn.appearance_dim and not dropped[k, i]:
+                # the embedding comes from this person's pixels, whichever id the tracker gave them; a
+                # neighbour closer than the switch distance bleeds into the crop
+                v = looks[k] + look_rng.normal(0, tn.appearance_noise, tn.appearance_dim)
+                for j in visible:
+                    if j != k and float(np.hypot(*(pos[k, i] - pos[j, i]))) < tn.switch_distance_m:
+                        v = v + 0.5 * looks[j]
+                appearance = tuple(float(c) for c in v / np.linalg.norm(v))
             points.append(
                 TrackPoint(
                     p.shopper.id,
@@ -276,6 +311,7 @@ def track_frames(plan: Plan, duration_s: float) -> list[tuple[float, list[TrackP
                     ty,
                     None if dropped[k, i] else current[k],
                     hand if not dropped[k, i] else None,
+                    appearance,
                 )
             )
         frames.append((float(t), points))

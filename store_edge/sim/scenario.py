@@ -89,6 +89,15 @@ class TrackNoise(_Strict):
     )
     hand_visible_prob: float = Field(default=0.7, ge=0, le=1, description="reaching hand reported")
     hand_std_m: float = Field(default=0.05, ge=0)
+    appearance_dim: int = Field(
+        default=16, ge=0, le=128, description="length of the re-id embedding sent with each track; 0: none"
+    )
+    appearance_noise: float = Field(
+        default=0.25, ge=0, description="per-component noise of one frame's embedding (unit-length person vector)"
+    )
+    lookalike_share: float = Field(
+        default=0.5, ge=0, lt=1, description="how much of a person's look is the common outfit of their group"
+    )
 
 
 class GateNoise(_Strict):

@@ -236,6 +236,7 @@ def _track_messages(em: _Emitter, plan: Plan, duration_s: float) -> None:
                 x=round(p.x, 3),
                 y=round(p.y, 3),
                 hand=HandPoint(x=round(p.hand[0], 3), y=round(p.hand[1], 3), z=round(p.hand[2], 3)) if p.hand else None,
+                appearance=[round(c, 3) for c in p.appearance] if p.appearance else None,
             )
             for p in points
             if p.track_id is not None

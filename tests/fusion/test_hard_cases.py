@@ -155,3 +155,50 @@ def test_a_return_nobody_nearby_carried_refunds_nobody(run_scenario: RunScenario
     )
     assert ev.carts["visit-a"].receipt == {}
     assert ev.carts["visit-b"].receipt == {LEMON_LIME: 1}  # b was not refunded a's cola
+
+
+def _crossing_shoppers() -> list[Shopper]:
+    """a and b meet at the chocolate shelf, then each takes something elsewhere."""
+    return [
+        Shopper(
+            id="a",
+            account="acct-a",
+            enter_s=2,
+            actions=[
+                Action(at_s=20, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"]),
+                Action(at_s=40, kind="pick", sku=WATER),
+            ],
+        ),
+        Shopper(
+            id="b",
+            account="acct-b",
+            enter_s=5,
+            actions=[
+                Action(at_s=21, kind="pick", sku=CRISPY_WAFER, plates=["G3-S2-P03"]),
+                Action(at_s=45, kind="pick", sku=COLA),
+            ],
+        ),
+    ]
+
+
+def test_swapped_track_ids_are_undone_by_appearance(run_scenario: RunScenario) -> None:
+    # the tracker swaps their ids whenever they come close; their looks after parting tell who is who
+    ev = run_scenario(_crossing_shoppers(), duration_s=80, tracks={"switch_prob": 1.0, "hand_visible_prob": 1.0})
+    # side by side at neighbouring plates each bar goes to the right cart (charged or held for staff)...
+    assert {v: c.net(include_review=True) for v, c in ev.carts.items()} == {
+        "visit-a": Counter({HAZELNUT: 1, WATER: 1}),
+        "visit-b": Counter({CRISPY_WAFER: 1, COLA: 1}),
+    }
+    # ...and what each took after parting is charged to them
+    assert ev.carts["visit-a"].receipt[WATER] == 1
+    assert ev.carts["visit-b"].receipt[COLA] == 1
+
+
+def test_without_appearance_a_swap_moves_items_to_the_wrong_cart(run_scenario: RunScenario) -> None:
+    # the same walk with a tracker that sends no embeddings: what the re-identification above repairs
+    ev = run_scenario(
+        _crossing_shoppers(),
+        duration_s=80,
+        tracks={"switch_prob": 1.0, "hand_visible_prob": 1.0, "appearance_dim": 0},
+    )
+    assert ev.carts["visit-a"].net(include_review=True)[COLA] == 1
