@@ -101,6 +101,8 @@ class ShelfWeightEventDetector:
             _PlateState(i, pid, deque(maxlen=self.window_n), deque(maxlen=self.level_n + self.window_n))
             for i, pid in enumerate(plate_ids)
         ]
+        self._tail = np.full((self.window_n - 1, len(self.plates)), np.nan)
+        """The last window_n - 1 raw readings of every plate (NaN until seen)."""
         self._pending: list[PlateChange] = []
         self._count = 0
         self.last_ns = 0
@@ -135,8 +137,23 @@ class ShelfWeightEventDetector:
         times = np.asarray(t_ns, dtype=np.int64)
         if vals.ndim != 2 or vals.shape[1] != len(self.plates) or len(times) != len(vals):
             raise ValueError(f"shelf {self.shelf_id}: expected samples x {len(self.plates)} plates")
+        if not len(times):
+            return self._finish_events(self.last_ns)
+        # Most plates sit still most of the time: where every window in this batch stays in band and
+        # the plate is idle, its state only moves forward in bulk. The rest go sample by sample.
+        ext = np.vstack([self._tail, vals])
+        windows = np.lib.stride_tricks.sliding_window_view(ext, self.window_n, axis=0)
+        spread = windows.max(axis=2) - windows.min(axis=2)  # NaN anywhere: never quiet
+        quiet = (spread <= self.params.stable_band_g).all(axis=0)
+        self._tail = ext[len(ext) - (self.window_n - 1) :]
         for j, plate in enumerate(self.plates):
             column = vals[:, j]
+            if quiet[j] and plate.active_since_ns is None and len(plate.window) == self.window_n:
+                readings = column.tolist()
+                plate.stable = True
+                plate.window.extend(readings)
+                plate.stable_history.extend(readings)
+                continue
             for i in range(len(column)):
                 self._step(plate, int(times[i]), float(column[i]))
         if len(times):
