@@ -179,6 +179,73 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _broker(url: str | None) -> tuple[object | None, object]:
+    """The broker at `url`, or an embedded one started here (a fresh machine has none)."""
+    from store_edge.live.mqtt import EmbeddedBroker, parse_broker_url
+
+    if url:
+        return None, parse_broker_url(url)
+    embedded = EmbeddedBroker(port=1883).start()
+    print(f"no --broker given: embedded MQTT broker on {embedded.address.url}", file=sys.stderr)
+    return embedded, embedded.address
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from store_edge.layout.loader import load_store
+    from store_edge.live.mqtt import BrokerAddress, EmbeddedBroker
+    from store_edge.live.worker import RunningWorker, WorkerConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = load_store(args.store)
+    embedded, address = _broker(args.broker)
+    assert isinstance(address, BrokerAddress)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    config = WorkerConfig(state_dir=Path(args.state_dir), lag_s=args.lag, worker_id=args.worker_id)
+    print(f"store-edge run: store {store.store_id} on {address.url}; state in {args.state_dir}", file=sys.stderr)
+    running = RunningWorker(store, address, args.cloud, config, health_port=args.health_port).start()
+    try:
+        stop.wait()
+    finally:
+        running.stop()
+    if isinstance(embedded, EmbeddedBroker):
+        embedded.stop()
+    return 0
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from store_edge.live.mqtt import parse_broker_url
+    from store_edge.live.replay import Recorder
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    rec = Recorder(parse_broker_url(args.broker), args.store, args.out).start()
+    print(f"recording cl/v1/{args.store}/# to {args.out}; Ctrl-C to stop", file=sys.stderr)
+    stop.wait(args.seconds)
+    n = rec.stop()
+    print(f"{n} messages written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from store_edge.live.mqtt import parse_broker_url
+    from store_edge.live.replay import replay
+
+    speed = None if args.as_fast_as_possible else args.speed
+    n = replay(args.recording, parse_broker_url(args.broker), speed=speed, progress=not args.quiet)
+    print(f"{n} messages published to {args.broker}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="store-edge", description="Cashierless store edge: simulate, fuse, record.")
     p.add_argument("--version", action="version", version=f"store-edge {__version__}")
@@ -215,6 +282,29 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("files", nargs="+")
     val.set_defaults(func=_cmd_validate)
 
+    run = sub.add_parser("run", help="run the fusion engine live on a store's MQTT topics")
+    run.add_argument("--store", required=True, help="store layout YAML")
+    run.add_argument("--broker", help="mqtt://HOST[:PORT] (default: an embedded broker on 127.0.0.1:1883)")
+    run.add_argument("--cloud", help="cloud API base URL that receives finished carts (default: keep them queued)")
+    run.add_argument("--state-dir", default="edge-state", help="journal and outbox (SQLite) live here")
+    run.add_argument("--lag", type=float, default=0.5, help="seconds to wait for slower devices (default 0.5)")
+    run.add_argument("--health-port", type=int, default=9108, help="/healthz and /metrics on 127.0.0.1")
+    run.add_argument("--worker-id", help="MQTT client and device id (default edge-STORE); one per running worker")
+    run.set_defaults(func=_cmd_run)
+    rec = sub.add_parser("record", help="write everything on a store's topics to MCAP")
+    rec.add_argument("--broker", required=True, help="mqtt://HOST[:PORT]")
+    rec.add_argument("--store", required=True, help="store id (the topic tree cl/v1/STORE/#)")
+    rec.add_argument("--out", required=True, help="MCAP file to write")
+    rec.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    rec.set_defaults(func=_cmd_record)
+    rep = sub.add_parser("replay", help="publish a recording to a broker with its original timing")
+    rep.add_argument("recording")
+    rep.add_argument("--broker", required=True, help="mqtt://HOST[:PORT]")
+    speed = rep.add_mutually_exclusive_group()
+    speed.add_argument("--speed", type=float, default=1.0, help="time scale (2: twice as fast)")
+    speed.add_argument("--as-fast-as-possible", action="store_true")
+    rep.add_argument("--quiet", action="store_true", help="no progress bar")
+    rep.set_defaults(func=_cmd_replay)
     sch = sub.add_parser("schemas", help="write the JSON Schemas of every message to a folder")
     sch.add_argument("--out", default="docs/schemas")
     sch.set_defaults(func=_cmd_schemas)

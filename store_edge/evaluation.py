@@ -16,6 +16,7 @@ from typing import Any
 from store_edge.fusion.engine import Cart, EngineOutput, EngineParams, FusionEngine, ReviewTicket
 from store_edge.fusion.weight_events import WeightEvent
 from store_edge.layout.model import StoreLayout
+from store_edge.live.ingest import merge_key
 from store_edge.protocol.codec import decode
 from store_edge.protocol.messages import Message, WeightBatch
 from store_edge.protocol.truth import TRUTH_RECEIPTS, TruthAction, TruthReceipt
@@ -108,7 +109,7 @@ def load_messages(path: str | Path) -> list[Message]:
     """Every sensor message of a recording, decoded, in device-timestamp order (what a live worker
     reorders to behind its watermark)."""
     msgs = [decode(m.topic, m.data) for m in read_messages(path) if not m.topic.startswith("truth/")]
-    msgs.sort(key=lambda m: m.header.ts_ns)
+    msgs.sort(key=merge_key)
     return msgs
 
 

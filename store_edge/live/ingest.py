@@ -1,0 +1,112 @@
+"""Putting sensor messages back in order: duplicates out, a timestamp-ordered merge behind a watermark.
+
+Pure domain code (no clocks, no I/O): the worker feeds it decoded messages and wall-clock hints.
+
+MQTT delivers QoS 1 messages at least once and orders them per topic only; each device has its own
+network delay. The fusion engine needs one stream in timestamp order, so messages wait in a buffer
+until the watermark (the newest timestamp seen, minus the allowed lag) passes them. A message older
+than the watermark on arrival is late: the engine has moved past it, so it is refused with a reason
+(the worker dead-letters it: nothing is lost).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from store_edge.protocol.messages import Message
+
+
+def merge_key(msg: Message) -> tuple[int, str, int]:
+    """The one order of sensor messages: time, then device and sequence to break ties the same way
+    everywhere (the offline evaluator sorts by it too)."""
+    return (msg.header.ts_ns, msg.header.device_id, msg.header.seq)
+
+
+@dataclass
+class DeviceSequence:
+    boot_id: str
+    highest: int
+    seen: set[int] = field(default_factory=set)
+    """Sequence numbers seen within the reorder horizon below `highest`."""
+
+
+class Deduplicator:
+    """Drops repeats by (device, boot, seq) and counts sequence gaps (messages a device sent that never
+    came). A new boot id starts the device's sequence again."""
+
+    def __init__(self, horizon: int = 4096) -> None:
+        self.horizon = horizon
+        self.devices: dict[str, DeviceSequence] = {}
+        self.duplicates = 0
+        self.gaps = 0
+
+    def accept(self, msg: Message) -> bool:
+        h = msg.header
+        dev = self.devices.get(h.device_id)
+        if dev is None or dev.boot_id != h.boot_id:
+            self.devices[h.device_id] = DeviceSequence(h.boot_id, h.seq, {h.seq})
+            return True
+        if h.seq in dev.seen or h.seq < dev.highest - self.horizon:
+            self.duplicates += 1
+            return False
+        if h.seq > dev.highest:
+            self.gaps += h.seq - dev.highest - 1
+            dev.highest = h.seq
+        else:
+            self.gaps = max(0, self.gaps - 1)  # a message that came out of order fills a gap counted earlier
+        dev.seen.add(h.seq)
+        if len(dev.seen) > 2 * self.horizon:
+            floor = dev.highest - self.horizon
+            dev.seen = {s for s in dev.seen if s >= floor}
+        return True
+
+
+class LateMessageError(Exception):
+    def __init__(self, lateness_ns: int) -> None:
+        self.lateness_ns = lateness_ns
+        super().__init__(f"arrived {lateness_ns / 1e6:.0f} ms behind the watermark (allowed lag exceeded)")
+
+
+class Reorderer:
+    """A timestamp-ordered merge of all devices' messages behind a watermark `lag_ns` behind the newest."""
+
+    def __init__(self, lag_ns: int) -> None:
+        self.lag_ns = lag_ns
+        self._heap: list[tuple[tuple[int, str, int], int, Message]] = []
+        self._arrivals = 0
+        self.newest_ns: int | None = None
+        self.released_ns: int | None = None
+        """Timestamp of the last message handed on: nothing older may follow it."""
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, msg: Message) -> list[Message]:
+        """Buffer one message; returns those the watermark now lets through. Raises LateMessageError."""
+        ts = msg.header.ts_ns
+        if self.released_ns is not None and ts < self.released_ns:
+            raise LateMessageError(self.released_ns - ts)
+        self._arrivals += 1
+        heapq.heappush(self._heap, (merge_key(msg), self._arrivals, msg))
+        self.newest_ns = ts if self.newest_ns is None else max(self.newest_ns, ts)
+        return self._release(self.newest_ns - self.lag_ns)
+
+    def flush(self) -> list[Message]:
+        """Everything buffered: the inputs have gone quiet, nothing more is in flight."""
+        return self._release(None)
+
+    def _release(self, watermark_ns: int | None) -> list[Message]:
+        out = []
+        while self._heap and (watermark_ns is None or self._heap[0][0][0] <= watermark_ns):
+            msg = heapq.heappop(self._heap)[2]
+            out.append(msg)
+            self.released_ns = msg.header.ts_ns
+        return out
+
+    @property
+    def lag_behind_ns(self) -> int:
+        """How far the engine is behind the newest message seen (what waits in the buffer)."""
+        if self.newest_ns is None or self.released_ns is None:
+            return 0
+        return self.newest_ns - self.released_ns

@@ -1,0 +1,120 @@
+"""The worker's durable state in one SQLite file: the input journal and the cart outbox.
+
+The journal keeps every accepted input message (after deduplication) until its visit can no longer
+need it, so a worker killed at any instant rebuilds its open carts by replaying it into a fresh
+engine. The outbox keeps every finished cart until the cloud has acknowledged it; it is keyed by
+visit, so a cart is sent (and applied by the cloud) once however often the worker restarts.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ns INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_ts ON journal (ts_ns);
+CREATE TABLE IF NOT EXISTS outbox (
+    visit_id TEXT PRIMARY KEY,
+    payload BLOB NOT NULL,
+    created_ns INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try_ns INTEGER NOT NULL,
+    delivered_ns INTEGER,
+    last_error TEXT
+);
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed row survives a killed process
+    conn.executescript(SCHEMA)
+    return conn
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.conn = _connect(path)
+
+    def append(self, rows: list[tuple[int, str, bytes]]) -> None:
+        """(ts_ns, topic, payload) rows, committed together."""
+        if rows:
+            with self.conn:
+                self.conn.execute("BEGIN")
+                self.conn.executemany("INSERT INTO journal (ts_ns, topic, payload) VALUES (?, ?, ?)", rows)
+
+    def replay(self) -> Iterator[tuple[str, bytes]]:
+        for topic, payload in self.conn.execute("SELECT topic, payload FROM journal ORDER BY id"):
+            yield topic, bytes(payload)
+
+    def forget_before(self, ts_ns: int) -> int:
+        """Drop what no open visit can need any more."""
+        return self.conn.execute("DELETE FROM journal WHERE ts_ns < ?", (ts_ns,)).rowcount
+
+    def __len__(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM journal").fetchone()[0])
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    visit_id: str
+    payload: bytes
+    attempts: int
+
+
+class Outbox:
+    def __init__(self, path: Path) -> None:
+        self.conn = _connect(path)
+        self._lock = threading.Lock()
+
+    def put(self, visit_id: str, payload: bytes) -> bool:
+        """Queue a finished cart; a visit already queued (or sent) is not queued again."""
+        now = time.time_ns()
+        with self._lock:
+            cur = self.conn.execute(
+                "INSERT OR IGNORE INTO outbox (visit_id, payload, created_ns, next_try_ns) VALUES (?, ?, ?, ?)",
+                (visit_id, payload, now, now),
+            )
+        return cur.rowcount == 1
+
+    def due(self, now_ns: int, limit: int = 50) -> list[OutboxItem]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT visit_id, payload, attempts FROM outbox WHERE delivered_ns IS NULL AND next_try_ns <= ? "
+                "ORDER BY created_ns LIMIT ?",
+                (now_ns, limit),
+            ).fetchall()
+        return [OutboxItem(v, bytes(p), a) for v, p, a in rows]
+
+    def delivered(self, visit_id: str, now_ns: int) -> None:
+        with self._lock:
+            self.conn.execute(
+                "UPDATE outbox SET delivered_ns = ?, last_error = NULL WHERE visit_id = ?", (now_ns, visit_id)
+            )
+
+    def failed(self, visit_id: str, error: str, retry_at_ns: int) -> None:
+        with self._lock:
+            self.conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_try_ns = ?, last_error = ? WHERE visit_id = ?",
+                (retry_at_ns, error, visit_id),
+            )
+
+    def depth(self) -> int:
+        with self._lock:
+            return int(self.conn.execute("SELECT count(*) FROM outbox WHERE delivered_ns IS NULL").fetchone()[0])
+
+    def is_delivered(self, visit_id: str) -> bool:
+        with self._lock:
+            row = self.conn.execute("SELECT delivered_ns FROM outbox WHERE visit_id = ?", (visit_id,)).fetchone()
+        return row is not None and row[0] is not None

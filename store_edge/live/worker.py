@@ -1,0 +1,416 @@
+"""`store-edge run`: the fusion engine live on a store's MQTT topics.
+
+One composition: MQTT in (paho's thread only queues) -> a worker thread that decodes, drops duplicates,
+journals, merges behind the watermark and drives the engine -> cart updates and review tickets out
+on MQTT, finished carts into the outbox -> a sender thread hands them to the cloud.
+
+Messages are acknowledged to the broker only once journaled (manual acks on a persistent session), so
+whatever the broker delivered is either in the journal or will be delivered again after a crash. A
+thread of its own journals and acknowledges as messages arrive, apart from the engine: a broker holds
+only so many unacknowledged messages for a client (Mosquitto: 1,000) and drops the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from store_edge import __version__
+from store_edge.fusion.engine import Cart, EngineOutput, EngineParams, FusionEngine
+from store_edge.fusion.engine import ReviewTicket as EngineTicket
+from store_edge.layout.model import StoreLayout
+from store_edge.live.cloud import CloudSender
+from store_edge.live.ingest import Deduplicator, LateMessageError, Reorderer
+from store_edge.live.mqtt import BrokerAddress, MqttLink
+from store_edge.live.state import Journal, Outbox
+from store_edge.protocol import messages as m
+from store_edge.protocol.codec import ProtocolError, decode, encode
+from store_edge.protocol.topics import parse_topic, store_prefix, subscription, topic_for
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+INPUT_KINDS = {"weight", "curtain", "gate_scan", "gate_decision", "gate_passage", "shopper_tracks"}
+"""What the engine consumes; the worker's own outputs and other devices' chatter are not its input."""
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    state_dir: Path
+    lag_s: float = 0.5
+    """How long the merge waits for slower devices before a message counts as late."""
+    idle_flush_s: float = 1.0
+    """Inputs quiet this long (wall clock): nothing is in flight, release what waits."""
+    worker_id: str | None = None
+    engine: EngineParams = field(default_factory=EngineParams)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages_in = Counter("edge_messages_in", "Input messages accepted, by kind", ["kind"], registry=r)
+        self.duplicates = Counter("edge_duplicates", "QoS 1 repeats dropped", registry=r)
+        self.sequence_gaps = Gauge("edge_sequence_gaps", "Messages devices sent that never came", registry=r)
+        self.late = Counter("edge_late_messages", "Messages behind the watermark (dead-lettered)", registry=r)
+        self.dead_letters = Counter("edge_dead_letters", "Messages dead-lettered, by reason", ["reason"], registry=r)
+        self.lag = Gauge("edge_merge_lag_seconds", "Newest input timestamp minus the engine's", registry=r)
+        self.open_visits = Gauge("edge_open_visits", "Visits whose cart is open", registry=r)
+        self.review_tickets = Counter("edge_review_tickets", "Review tickets raised", registry=r)
+        self.outbox_depth = Gauge("edge_outbox_depth", "Finished carts not yet acknowledged by the cloud", registry=r)
+        self.process_seconds = Histogram(
+            "edge_process_seconds",
+            "Time to handle one batch of input",
+            registry=r,
+            buckets=(0.001, 0.01, 0.05, 0.25, 1),
+        )
+
+
+def cart_message(cart: Cart, header: m.Header) -> m.CartUpdate:
+    return m.CartUpdate(
+        header=header,
+        visit_id=cart.visit_id,
+        version=cart.version,
+        state=cart.state,
+        lines=[
+            m.CartLine(
+                line_id=ln.line_id,
+                sku=ln.sku,
+                quantity=ln.quantity,
+                confidence=round(ln.confidence, 4),
+                event_ids=[ln.event_id],
+                status=ln.status,
+            )
+            for ln in cart.lines
+        ],
+    )
+
+
+def ticket_message(t: EngineTicket, header: m.Header) -> m.ReviewTicket:
+    return m.ReviewTicket(
+        header=header,
+        ticket_id=t.ticket_id,
+        event_id=t.event.event_id,
+        reason=t.reason,
+        shelf_id=t.event.shelf_id,
+        plate_ids=list(t.event.plate_deltas_g),
+        products=[
+            m.ProductCandidate(sku=sku, quantity=q, probability=round(h.probability, 4))
+            for h in t.products
+            for sku, q in h.items
+        ],
+        shoppers=[m.ShopperCandidate(visit_id=c.visit_id, probability=round(c.probability, 4)) for c in t.shoppers],
+        window_ns=(t.event.start_ns, t.event.end_ns),
+    )
+
+
+class EdgeWorker:
+    """The live worker. `handle_raw` is the whole input path; the MQTT and HTTP parts wrap it."""
+
+    def __init__(self, store: StoreLayout, config: WorkerConfig, link: MqttLink | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.worker_id = config.worker_id or f"edge-{store.store_id}"
+        self.boot_id = uuid.uuid4().hex[:12]
+        self._seq = 0
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        db = config.state_dir / "edge-state.sqlite"
+        self.journal = Journal(db)
+        self.outbox = Outbox(db)
+        self.metrics = WorkerMetrics()
+        self.engine = FusionEngine(store, config.engine)
+        self.dedup = Deduplicator()
+        self.reorder = Reorderer(round(config.lag_s * NS))
+        self.link = link
+        self.sender: CloudSender | None = None
+        self.inbox: queue.Queue[tuple[str, bytes, int | None]] = queue.Queue()
+        """From the broker, not yet journaled."""
+        self.work: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        """Journaled and acknowledged, not yet handled."""
+        self.carts_closed: list[Cart] = []
+        self._stop = threading.Event()
+        self._last_input = time.monotonic()
+        self._replaying = False
+        self.prefix = store_prefix(store.store_id)
+        self._thread = threading.Thread(target=self._loop, name="edge-worker", daemon=True)
+        self._journal_thread = threading.Thread(target=self._journal_loop, name="edge-journal", daemon=True)
+
+    # --- outputs -------------------------------------------------------------------------------
+    def _header(self, ts_ns: int | None = None) -> m.Header:
+        self._seq += 1
+        return m.Header(device_id=self.worker_id, boot_id=self.boot_id, seq=self._seq, ts_ns=ts_ns or time.time_ns())
+
+    def _publish(self, msg: m.Message, retain: bool = False) -> None:
+        if self.link is not None and not self._replaying:
+            self.link.publish(topic_for(self.store.store_id, msg), encode(msg), retain=retain)
+
+    def status_message(self, status: Literal["online", "offline"]) -> m.DeviceStatus:
+        return m.DeviceStatus(header=self._header(), role="edge", status=status, software=f"store-edge {__version__}")
+
+    def _dead_letter(self, topic: str, payload: bytes, reason: str, label: str) -> None:
+        if self._replaying:
+            return  # dead-lettered before the restart already
+        self.metrics.dead_letters.labels(label).inc()
+        log.warning("dead letter from %s: %s", topic, reason)
+        self._publish(
+            m.DeadLetter(
+                header=self._header(),
+                topic=topic,
+                reason=reason,
+                payload_b64=base64.b64encode(payload).decode("ascii"),
+            )
+        )
+
+    def _emit(self, out: EngineOutput) -> None:
+        for cart in out.changed_carts:
+            if cart.state != "closed":
+                self._publish(cart_message(cart, self._header(self.engine.now_ns)), retain=True)
+        for ticket in out.tickets:
+            if not self._replaying:
+                self.metrics.review_tickets.inc()
+            self._publish(ticket_message(ticket, self._header(self.engine.now_ns)), retain=True)
+        for cart in out.closed_carts:
+            msg = cart_message(cart, self._header(self.engine.now_ns))
+            self._publish(msg, retain=True)
+            self.carts_closed.append(cart)
+            if self.outbox.put(cart.visit_id, _settlement_payload(self.store.store_id, cart, msg)):
+                log.info("cart %s closed: %s", cart.visit_id, cart.receipt)
+            if self.sender is not None:
+                self.sender.wake()
+
+    # --- input ---------------------------------------------------------------------------------
+    def handle_raw(self, topic: str, payload: bytes) -> bool:
+        """One message as it came off the broker. True if the engine takes it."""
+        parsed = parse_topic(topic)
+        if parsed is not None and parsed.kind not in INPUT_KINDS:
+            return False  # our own outputs, device status, camera data for the vision worker
+        try:
+            msg = decode(topic, payload)
+        except ProtocolError as e:
+            self._dead_letter(topic, payload, e.reason, "malformed")
+            return False
+        if parsed is not None and parsed.store_id != self.store.store_id:
+            self._dead_letter(topic, payload, f"message for store {parsed.store_id!r} on {self.prefix}", "store")
+            return False
+        if not self.dedup.accept(msg):
+            self.metrics.duplicates.inc()
+            return False
+        self.metrics.sequence_gaps.set(self.dedup.gaps)
+        try:
+            ready = self.reorder.push(msg)
+        except LateMessageError as e:
+            self.metrics.late.inc()
+            self._dead_letter(topic, payload, f"late: {e}", "late")
+            return False
+        self.metrics.messages_in.labels(msg.kind).inc()
+        self._feed(ready)
+        return True
+
+    def _feed(self, ready: list[m.Message]) -> None:
+        out = EngineOutput()
+        for msg in ready:
+            out.extend(self.engine.handle(msg))
+        self._emit(out)
+        self.metrics.lag.set(self.reorder.lag_behind_ns / NS)
+        self.metrics.open_visits.set(sum(1 for c in self.engine.carts.values() if c.state != "closed"))
+
+    def flush(self) -> None:
+        """Inputs have gone quiet: release what waits behind the watermark."""
+        self._feed(self.reorder.flush())
+
+    def recover(self) -> int:
+        """Rebuild the engine from the journal after a restart (outputs are not published again; finished
+        carts already in the outbox are not queued twice)."""
+        self._replaying = True
+        n = 0
+        try:
+            for topic, payload in self.journal.replay():
+                n += self.handle_raw(topic, payload)
+        finally:
+            self._replaying = False
+        for cart in self.engine.carts.values():
+            if cart.state != "closed":
+                self._publish(cart_message(cart, self._header(self.engine.now_ns)), retain=True)
+        if n:
+            open_carts = sum(1 for c in self.engine.carts.values() if c.state != "closed")
+            log.info("recovered %d journaled messages; %d carts open", n, open_carts)
+        return n
+
+    # --- threads -------------------------------------------------------------------------------
+    def enqueue(self, topic: str, payload: bytes, mid: int | None = None) -> None:
+        """paho's network thread: queue and return."""
+        self.inbox.put((topic, payload, mid))
+
+    def start(self, sender: CloudSender | None = None) -> None:
+        self.sender = sender
+        self.recover()
+        if sender is not None:
+            sender.start()
+        self._journal_thread.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._journal_thread.join(timeout=10)
+        self._thread.join(timeout=10)
+        if self.sender is not None:
+            self.sender.stop()
+
+    @staticmethod
+    def _drain(q: queue.Queue[Any], first: Any, most: int = 1000) -> list[Any]:
+        batch = [first]
+        while len(batch) < most:
+            try:
+                batch.append(q.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _journal_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self.inbox.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            batch = self._drain(self.inbox, first)
+            now = time.time_ns()
+            self.journal.append([(now, topic, payload) for topic, payload, _ in batch])
+            if self.link is not None:
+                for _, _, mid in batch:
+                    if mid is not None:
+                        self.link.ack(mid)
+            for topic, payload, _ in batch:
+                self.work.put((topic, payload))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self.work.get(timeout=0.05)
+            except queue.Empty:
+                if len(self.reorder) and time.monotonic() - self._last_input >= self.config.idle_flush_s:
+                    self.flush()
+                self.metrics.outbox_depth.set(self.outbox.depth())
+                continue
+            batch = self._drain(self.work, first, 500)
+            self._last_input = time.monotonic()
+            with self.metrics.process_seconds.time():
+                for topic, payload in batch:
+                    try:
+                        self.handle_raw(topic, payload)
+                    except Exception as e:  # a bug must not stop the store: keep the message, say why
+                        log.exception("error handling a message on %s", topic)
+                        self._dead_letter(topic, payload, f"edge error: {type(e).__name__}: {e}", "error")
+
+
+def _settlement_payload(store_id: str, cart: Cart, msg: m.CartUpdate) -> bytes:
+    """What the cloud receives for a finished visit: the charged receipt, the lines with their status,
+    and the open review tickets' lines (which it must not charge until staff decide)."""
+    body: dict[str, Any] = {
+        "store_id": store_id,
+        "visit_id": cart.visit_id,
+        "account_id": cart.account_id,
+        "closed_ns": cart.closed_ns,
+        "receipt": [{"sku": s, "quantity": q} for s, q in cart.receipt.items()],
+        "cart": json.loads(encode(msg)),
+    }
+    return json.dumps(body, sort_keys=True).encode()
+
+
+class HealthServer:
+    """`/metrics` (Prometheus) and `/healthz` (JSON: broker connected, lag, outbox depth)."""
+
+    def __init__(self, worker: EdgeWorker, host: str, port: int) -> None:
+        self.worker = worker
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    body, ctype, code = generate_latest(worker.metrics.registry), "text/plain; version=0.0.4", 200
+                elif self.path == "/healthz":
+                    health = outer.health()
+                    body, ctype = json.dumps(health).encode(), "application/json"
+                    code = 200 if health["ok"] else 503
+                else:
+                    body, ctype, code = b'{"message": "not found: try /healthz or /metrics"}', "application/json", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self._thread = threading.Thread(target=self.server.serve_forever, name="health", daemon=True)
+
+    def health(self) -> dict[str, Any]:
+        w = self.worker
+        connected = w.link is not None and w.link.connected.is_set()
+        return {
+            "ok": connected and w._thread.is_alive(),
+            "broker_connected": connected,
+            "merge_lag_s": w.reorder.lag_behind_ns / NS,
+            "open_visits": sum(1 for c in w.engine.carts.values() if c.state != "closed"),
+            "outbox_depth": w.outbox.depth(),
+        }
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+class RunningWorker:
+    """A worker wired to its broker, cloud sender and health server; `stop()` shuts it down cleanly."""
+
+    def __init__(
+        self,
+        store: StoreLayout,
+        broker: BrokerAddress,
+        cloud_url: str | None,
+        config: WorkerConfig,
+        health_port: int | None = None,
+    ) -> None:
+        self.worker = worker = EdgeWorker(store, config)
+        offline = worker.status_message("offline")
+        self.link = MqttLink(
+            broker,
+            client_id=worker.worker_id,
+            on_message=worker.enqueue,
+            subscriptions=(subscription(store.store_id),),
+            will=(topic_for(store.store_id, offline), encode(offline)),
+            persistent_session=True,  # the broker queues QoS 1 input while the worker restarts
+            manual_ack=True,
+        )
+        worker.link = self.link
+        self.sender = CloudSender(worker.outbox, cloud_url) if cloud_url else None
+        self.health = HealthServer(worker, "127.0.0.1", health_port) if health_port is not None else None
+
+    def start(self, wait_s: float = 10.0) -> RunningWorker:
+        self.worker.start(self.sender)
+        self.link.start(wait_s)
+        self.link.subscribed.wait(wait_s)
+        self.worker._publish(self.worker.status_message("online"), retain=True)
+        if self.health is not None:
+            self.health.start()
+        return self
+
+    def stop(self) -> None:
+        self.worker._publish(self.worker.status_message("offline"), retain=True)
+        self.worker.stop()
+        self.link.stop()
+        if self.health is not None:
+            self.health.stop()

@@ -1,0 +1,286 @@
+"""The live worker on a real broker (Mosquitto when MQTT_URL is set, else the embedded one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from store_edge.evaluation import evaluate
+from store_edge.layout import StoreLayout
+from store_edge.live.mqtt import BrokerAddress, EmbeddedBroker, MqttLink, free_port
+from store_edge.live.replay import replay
+from store_edge.live.worker import RunningWorker, WorkerConfig
+from store_edge.protocol.codec import decode, encode
+from store_edge.protocol.messages import CartUpdate, DeadLetter, Header, WeightBatch
+from store_edge.recording.mcap_io import read_messages
+from tests.conftest import DEMO_STORE, ROOT
+
+RECORDING = ROOT / "sample_data" / "recordings" / "demo-hard-cases.mcap"
+pytestmark = pytest.mark.slow
+
+
+def wait_for(cond: Callable[[], bool], timeout_s: float = 60, what: str = "condition") -> None:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def settled(running: RunningWorker) -> bool:
+    w = running.worker
+    return w.inbox.empty() and w.work.empty() and len(w.reorder) == 0 and time.monotonic() - w._last_input > 1.5
+
+
+@pytest.fixture(scope="module")
+def offline_receipts(demo_store: StoreLayout) -> dict[str, Counter[str]]:
+    ev = evaluate(RECORDING, demo_store)
+    return {v: Counter(c.receipt) for v, c in ev.carts.items()}
+
+
+def receipt_of(lines: list[Any]) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for ln in lines:
+        if ln.status == "confirmed":
+            out[ln.sku] += ln.quantity
+    return +out
+
+
+@pytest.fixture
+def start_worker(
+    demo_store: StoreLayout, broker: BrokerAddress, tmp_path: Path
+) -> Iterator[Callable[..., RunningWorker]]:
+    started: list[RunningWorker] = []
+
+    def start(cloud: str | None = None, address: BrokerAddress | None = None) -> RunningWorker:
+        config = WorkerConfig(state_dir=tmp_path / "state", lag_s=2.0, worker_id=f"edge-test-{uuid.uuid4().hex[:8]}")
+        running = RunningWorker(demo_store, address or broker, cloud, config).start()
+        started.append(running)
+        return running
+
+    yield start
+    for r in started:
+        r.stop()
+
+
+def test_replay_into_the_live_worker_gives_the_offline_carts(
+    start_worker: Callable[..., RunningWorker], broker: BrokerAddress, offline_receipts: dict[str, Counter[str]]
+) -> None:
+    running = start_worker()
+    sent = replay(RECORDING, broker, speed=None, progress=False)
+    assert sent > 10_000
+    wait_for(lambda: settled(running), what="the worker to drain")
+    live = {v: Counter(c.receipt) for v, c in running.worker.engine.carts.items()}
+    assert live == offline_receipts
+    assert any(live.values())
+    assert running.worker.metrics.duplicates._value.get() == 0
+    assert running.worker.metrics.sequence_gaps._value.get() == 0  # the broker dropped nothing
+
+
+def test_duplicates_malformed_and_late_input(start_worker: Callable[..., RunningWorker], broker: BrokerAddress) -> None:
+    running = start_worker()
+    letters: list[DeadLetter] = []
+    watcher = MqttLink(
+        broker,
+        f"watch-{uuid.uuid4().hex[:8]}",
+        on_message=lambda t, p, _: letters.append(DeadLetter.model_validate_json(p)),
+        subscriptions=("cl/v1/demo/deadletter",),
+    ).start()
+    watcher.subscribed.wait(10)
+    pub = MqttLink(broker, f"pub-{uuid.uuid4().hex[:8]}").start()
+    shelf = "G1-S1"
+    plates = [p.id for p in running.worker.store.shelves_by_id[shelf].plates]
+    base = time.time_ns()
+
+    def batch(seq: int, ts_ns: int) -> bytes:
+        msg = WeightBatch(
+            header=Header(device_id="scale-G1-S1", boot_id="boot1", seq=seq, ts_ns=ts_ns),
+            shelf_id=shelf,
+            plate_ids=plates,
+            t0_ns=ts_ns - 11 * 16_666_667,
+            period_ns=16_666_667,
+            samples=[[1000.0] * len(plates) for _ in range(12)],
+        )
+        return encode(msg)
+
+    topic = f"cl/v1/demo/weight/{shelf}"
+    for seq in range(1, 6):
+        pub.publish(topic, batch(seq, base + seq * 200_000_000)).wait_for_publish(5)
+    pub.publish(topic, batch(3, base + 3 * 200_000_000)).wait_for_publish(5)  # a QoS 1 repeat
+    pub.publish(topic, b'{"kind": "weight", "header": {}}').wait_for_publish(5)  # malformed
+    pub.publish(f"cl/v1/demo/curtain/{shelf}", b"\xff\xfe not json").wait_for_publish(5)
+    for seq in range(6, 30):  # move the watermark well past the start
+        pub.publish(topic, batch(seq, base + seq * 200_000_000)).wait_for_publish(5)
+    late = WeightBatch.model_validate_json(batch(99, base))  # from another scale, 5 s behind
+    late = late.model_copy(update={"header": late.header.model_copy(update={"device_id": "scale-other"})})
+    pub.publish(topic, encode(late)).wait_for_publish(5)
+    wait_for(lambda: len(letters) >= 3, 20, "three dead letters")
+    m = running.worker.metrics
+    assert m.duplicates._value.get() == 1
+    reasons = sorted(d.reason for d in letters)
+    assert any(r.startswith("invalid weight message: header.device_id: Field required") for r in reasons), reasons
+    assert any("not valid JSON" in r or "Invalid JSON" in r for r in reasons), reasons
+    assert any(r.startswith("late: arrived") for r in reasons), reasons
+    assert m.messages_in.labels("weight")._value.get() == 29
+    assert all(d.payload_b64 for d in letters)  # kept whole
+    pub.stop()
+    watcher.stop()
+
+
+class CloudStub:
+    """A real HTTP server standing in for the cloud API's cart endpoint."""
+
+    def __init__(self, port: int) -> None:
+        self.received: list[tuple[str, str, dict[str, Any]]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stub.received.append((self.path, self.headers["Idempotency-Key"], body))
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_cloud_down_then_up_loses_nothing_and_sends_each_cart_once(
+    start_worker: Callable[..., RunningWorker], broker: BrokerAddress, offline_receipts: dict[str, Counter[str]]
+) -> None:
+    port = free_port()
+    running = start_worker(cloud=f"http://127.0.0.1:{port}")
+    replay(RECORDING, broker, speed=None, progress=False)
+    wait_for(lambda: settled(running), what="the worker to drain")
+    closed = [c.visit_id for c in running.worker.engine.carts.values() if c.state == "closed"]
+    assert closed
+    wait_for(lambda: running.sender is not None and running.sender.failures >= len(closed), 20, "failed sends")
+    assert running.worker.outbox.depth() == len(closed)
+    cloud = CloudStub(port)
+    try:
+        wait_for(lambda: running.worker.outbox.depth() == 0, 60, "the outbox to drain")
+        paths = Counter(path for path, _, _ in cloud.received)
+        assert paths == Counter(f"/v1/edge/carts/{v}" for v in closed)
+        for path, key, body in cloud.received:
+            assert path.endswith(key)
+            got = Counter({ln["sku"]: ln["quantity"] for ln in body["receipt"]})
+            assert got == offline_receipts[key]
+    finally:
+        cloud.stop()
+
+
+def test_worker_killed_mid_stream_rebuilds_its_carts(
+    broker: BrokerAddress, tmp_path: Path, offline_receipts: dict[str, Counter[str]]
+) -> None:
+    worker_id = f"edge-kill-{uuid.uuid4().hex[:8]}"
+    carts: dict[str, CartUpdate] = {}
+
+    def on_cart(topic: str, payload: bytes, mid: int) -> None:
+        msg = decode(topic, payload)
+        if isinstance(msg, CartUpdate) and msg.header.device_id == worker_id:
+            carts[msg.visit_id] = msg
+
+    watcher = MqttLink(broker, f"watch-{worker_id}", on_message=on_cart, subscriptions=("cl/v1/demo/cart/+",)).start()
+    watcher.subscribed.wait(10)
+    cmd = [
+        sys.executable, "-m", "store_edge.cli", "run", "--store", str(DEMO_STORE), "--broker", broker.url,
+        "--state-dir", str(tmp_path / "state"), "--lag", "2", "--worker-id", worker_id,
+        "--health-port", str(free_port()),
+    ]  # fmt: skip
+    msgs = [m for m in read_messages(RECORDING) if not m.topic.startswith("truth/")]
+    pub = MqttLink(broker, f"pub-{worker_id}").start()
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: "state in" in (proc.stderr.readline() if proc.stderr else ""), 30, "the worker to start")
+        time.sleep(2)  # connected and subscribed (its persistent session then queues what it misses)
+        half = len(msgs) // 2
+        for i, m in enumerate(msgs[:half]):
+            info = pub.publish(m.topic, m.data)
+            if i % 200 == 199:
+                info.wait_for_publish(10)  # a sensor network's pace, not a flood the broker must drop
+        info.wait_for_publish(10)
+        proc.send_signal(signal.SIGKILL)  # mid-stream: some messages unread, some unacknowledged
+        proc.wait(10)
+        # published while the worker is dead: its persistent session keeps them (Mosquitto keeps up to
+        # max_queued_messages, 1,000 by default, per client: a store's broker should allow more)
+        down = half + 500
+        for m in msgs[half:down]:
+            pub.publish(m.topic, m.data).wait_for_publish(10)
+        proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(3)
+        for i, m in enumerate(msgs[down:]):
+            info = pub.publish(m.topic, m.data)
+            if i % 200 == 199:
+                info.wait_for_publish(10)
+        # every visit of the recording leaves the store: wait for each cart's closing update
+        wait_for(
+            lambda: len(carts) == len(offline_receipts) and all(c.state == "closed" for c in carts.values()),
+            90,
+            "every cart closed",
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        pub.stop()
+        watcher.stop()
+    assert {v: receipt_of(c.lines) for v, c in carts.items()} == offline_receipts
+
+
+def _private_broker(port: int) -> Callable[[], None]:
+    """A broker of this test's own, so it can be restarted: Mosquitto where installed, else embedded."""
+    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+    if exe:
+        proc = subprocess.Popen([exe, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+
+        def stop() -> None:
+            proc.terminate()
+            proc.wait(10)
+
+        return stop
+    embedded = EmbeddedBroker(port=port).start()
+    return embedded.stop
+
+
+def test_worker_reconnects_after_a_broker_restart(start_worker: Callable[..., RunningWorker]) -> None:
+    port = free_port()
+    address = BrokerAddress("127.0.0.1", port)
+    stop_broker = _private_broker(port)
+    running = start_worker(address=address)
+    assert running.link.connected.is_set()
+    stop_broker()
+    wait_for(lambda: not running.link.connected.is_set(), 10, "the worker to notice")
+    stop_broker = _private_broker(port)
+    try:
+        wait_for(lambda: running.link.subscribed.is_set(), 40, "reconnect and resubscribe")
+        pub = MqttLink(address, "pub-restart").start()
+        msgs = [m for m in read_messages(RECORDING) if m.topic.startswith("cl/v1/demo/weight/")][:50]
+        for m in msgs:
+            pub.publish(m.topic, m.data).wait_for_publish(5)
+        pub.stop()
+        wait_for(lambda: running.worker.metrics.messages_in.labels("weight")._value.get() >= 50, 20, "input")
+    finally:
+        stop_broker()
