@@ -145,6 +145,7 @@ class MqttLink:
 
     def _disconnected(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         log.warning("MQTT disconnected from %s (%s); reconnecting", self.address.url, reason)
 
     def _message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:

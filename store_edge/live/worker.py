@@ -241,6 +241,7 @@ class EdgeWorker:
         for cart in self.engine.carts.values():
             if cart.state != "closed":
                 self._publish(cart_message(cart, self._header(self.engine.now_ns)), retain=True)
+        self._last_input = time.monotonic()  # the broker redelivers what the journal lacks: not quiet yet
         if n:
             open_carts = sum(1 for c in self.engine.carts.values() if c.state != "closed")
             log.info("recovered %d journaled messages; %d carts open", n, open_carts)
