@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -179,33 +181,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _broker(url: str | None) -> tuple[object | None, object]:
-    """The broker at `url`, or an embedded one started here (a fresh machine has none)."""
-    from store_edge.live.mqtt import EmbeddedBroker, parse_broker_url
-
-    if url:
-        return None, parse_broker_url(url)
-    embedded = EmbeddedBroker(port=1883).start()
-    print(f"no --broker given: embedded MQTT broker on {embedded.address.url}", file=sys.stderr)
-    return embedded, embedded.address
+def _stop_on_signals() -> threading.Event:
+    """Set by SIGTERM or Ctrl-C: long-running commands stop cleanly on either."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     import logging
-    import signal
-    import threading
 
     from store_edge.layout.loader import load_store
-    from store_edge.live.mqtt import BrokerAddress, EmbeddedBroker
+    from store_edge.live.mqtt import EmbeddedBroker, parse_broker_url
     from store_edge.live.worker import RunningWorker, WorkerConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = load_store(args.store)
-    embedded, address = _broker(args.broker)
-    assert isinstance(address, BrokerAddress)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # a fresh machine has no broker: without --broker, one runs in this process
+    embedded = None if args.broker else EmbeddedBroker(port=1883).start()
+    address = embedded.address if embedded else parse_broker_url(args.broker)
+    if embedded:
+        print(f"no --broker given: embedded MQTT broker on {address.url}", file=sys.stderr)
+    stop = _stop_on_signals()
     config = WorkerConfig(state_dir=Path(args.state_dir), lag_s=args.lag, worker_id=args.worker_id)
     print(f"store-edge run: store {store.store_id} on {address.url}; state in {args.state_dir}", file=sys.stderr)
     running = RunningWorker(store, address, args.cloud, config, health_port=args.health_port).start()
@@ -213,21 +211,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         stop.wait()
     finally:
         running.stop()
-    if isinstance(embedded, EmbeddedBroker):
-        embedded.stop()
+        if embedded:
+            embedded.stop()
     return 0
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
     from store_edge.live.mqtt import parse_broker_url
     from store_edge.live.replay import Recorder
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = _stop_on_signals()
     rec = Recorder(parse_broker_url(args.broker), args.store, args.out).start()
     print(f"recording cl/v1/{args.store}/# to {args.out}; Ctrl-C to stop", file=sys.stderr)
     stop.wait(args.seconds)

@@ -100,6 +100,8 @@ class Decision:
     event: WeightEvent
     products: list[ProductHypothesis]
     shoppers: list[ShopperCandidate]
+    hands: int = 0
+    """Hands the light curtain saw enter at the event's plates while it happened."""
     lines: list[tuple[Cart, CartLine]] = field(default_factory=list)
     ticket: ReviewTicket | None = None
 
@@ -223,9 +225,8 @@ class FusionEngine:
             for cand in shoppers:
                 if cand.visit_id and cand.visit_id in self.carts and cand.probability > 0.05:
                     returnable |= set(self.carts[cand.visit_id].net(include_review=True))
-        products = score_products(
-            event, self.store, self.inventory, returnable, self.params.products, hands=self._hands_at(event)
-        )
+        hands = self._hands_at(event)
+        products = score_products(event, self.store, self.inventory, returnable, self.params.products, hands=hands)
         if not products:
             out.inventory_events.append(InventoryEvent(event, "no product fits this change", []))
             return out
@@ -234,15 +235,16 @@ class FusionEngine:
                 self.inventory.take(event.plate_deltas_g, sku, qty)
             else:
                 self.inventory.put(event.plate_deltas_g, sku, qty)
-        decision = Decision(event, products, shoppers)
+        decision = Decision(event, products, shoppers, hands)
         self.decisions.append(decision)
         while self.decisions and self.decisions[0].event.end_ns < event.end_ns - self.params.shoppers.history_s * NS:
             self.decisions.popleft()
         self._assign(decision, out)
         return out
 
-    def _associate(self, event: WeightEvent) -> list[ShopperCandidate]:
-        return self.shoppers.associate(event.plate_deltas_g, event.start_ns, event.end_ns)
+    def _associate(self, event: WeightEvent, plate_deltas_g: dict[str, float] | None = None) -> list[ShopperCandidate]:
+        """Who made this event (or, given a subset of its plates, the change on those plates)."""
+        return self.shoppers.associate(plate_deltas_g or event.plate_deltas_g, event.start_ns, event.end_ns)
 
     def _assign(self, decision: Decision, out: EngineOutput) -> None:
         if decision.event.total_g < 0:
@@ -255,26 +257,28 @@ class FusionEngine:
         may have gone to the wrong cart. Re-associate them and move their lines (open carts only: a
         closed cart has been handed on for settlement)."""
         corrections = self.shoppers.corrections[self._corrections_seen :]
+        if not corrections:
+            return
         self._corrections_seen += len(corrections)
-        for since_ns, *_ in corrections:
-            for decision in self.decisions:
-                if decision.event.end_ns < since_ns - NS:
-                    continue
-                shoppers = self._associate(decision.event)
-                before = [(c.visit_id, round(c.probability, 3)) for c in decision.shoppers]
-                if [(c.visit_id, round(c.probability, 3)) for c in shoppers] == before:
-                    continue
-                if any(cart.state == "closed" for cart, _ in decision.lines):
-                    continue
-                for cart, line in decision.lines:
-                    cart.lines.remove(line)
-                    cart.version += 1
-                    if cart not in out.changed_carts:
-                        out.changed_carts.append(cart)
-                if decision.ticket is not None:
-                    out.withdrawn_tickets.append(decision.ticket.ticket_id)
-                decision.lines, decision.ticket, decision.shoppers = [], None, shoppers
-                self._assign(decision, out)
+        since_ns = min(since for since, *_ in corrections)
+        for decision in self.decisions:
+            if decision.event.end_ns < since_ns - NS:
+                continue
+            shoppers = self._associate(decision.event)
+            before = [(c.visit_id, round(c.probability, 3)) for c in decision.shoppers]
+            if [(c.visit_id, round(c.probability, 3)) for c in shoppers] == before:
+                continue
+            if any(cart.state == "closed" for cart, _ in decision.lines):
+                continue
+            for cart, line in decision.lines:
+                cart.lines.remove(line)
+                cart.version += 1
+                if cart not in out.changed_carts:
+                    out.changed_carts.append(cart)
+            if decision.ticket is not None:
+                out.withdrawn_tickets.append(decision.ticket.ticket_id)
+            decision.lines, decision.ticket, decision.shoppers = [], None, shoppers
+            self._assign(decision, out)
 
     def _add_lines(
         self,
@@ -335,10 +339,10 @@ class FusionEngine:
     def _apply_shared_pick(self, decision: Decision, out: EngineOutput) -> bool:
         """Two people taking the same product from one plate at once make one event of several units;
         with as many hands seen, the units are shared out among the likely shoppers."""
-        event, shoppers, best = decision.event, decision.shoppers, decision.products[0]
+        shoppers, best = decision.shoppers, decision.products[0]
         if len(best.items) != 1 or best.units < 2:
             return False
-        hands = self._hands_at(event)
+        hands = decision.hands
         if hands < 2:
             return False
         # with several hands seen, whoever stood within reach took part, however the hand evidence split
@@ -372,14 +376,14 @@ class FusionEngine:
         """Two products taken with two hands at once (often two shoppers side by side): each product
         goes to whoever stood and reached where that product lay."""
         event, best = decision.event, decision.products[0]
-        if len(best.items) < 2 or self._hands_at(event) < 2:
+        if len(best.items) < 2 or decision.hands < 2:
             return False
         changes: list[tuple[Cart, str, int]] = []
         conf = best.probability
         whos = []
         for sku, qty in best.items:
             where = {p: d for p, d in event.plate_deltas_g.items() if self.inventory.holds(p, sku, reach=0)}
-            cands = self.shoppers.associate(where or event.plate_deltas_g, event.start_ns, event.end_ns)
+            cands = self._associate(event, where)
             top = cands[0]
             cart = self._cart_for(top.visit_id)
             if cart is None:

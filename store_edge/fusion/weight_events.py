@@ -156,8 +156,7 @@ class ShelfWeightEventDetector:
                 continue
             for i in range(len(column)):
                 self._step(plate, int(times[i]), float(column[i]))
-        if len(times):
-            self.last_ns = int(times[-1])
+        self.last_ns = int(times[-1])
         return self._finish_events(self.last_ns)
 
     def _step(self, plate: _PlateState, t: int, x: float) -> None:

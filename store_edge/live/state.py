@@ -1,9 +1,10 @@
 """The worker's durable state in one SQLite file: the input journal and the cart outbox.
 
-The journal keeps every accepted input message (after deduplication) until its visit can no longer
-need it, so a worker killed at any instant rebuilds its open carts by replaying it into a fresh
-engine. The outbox keeps every finished cart until the cloud has acknowledged it; it is keyed by
-visit, so a cart is sent (and applied by the cloud) once however often the worker restarts.
+The journal keeps every input message as it came off the broker (with the time it came), so a worker
+killed at any instant rebuilds its open carts by replaying it into a fresh engine. It is not pruned
+yet (issue #4): one state directory per store day. The outbox keeps every finished cart until the
+cloud has acknowledged it; it is keyed by visit, so a cart is sent (and applied by the cloud) once
+however often the worker restarts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ CREATE TABLE IF NOT EXISTS journal (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS journal_ts ON journal (ts_ns);
 CREATE TABLE IF NOT EXISTS outbox (
     visit_id TEXT PRIMARY KEY,
     payload BLOB NOT NULL,
@@ -48,7 +48,7 @@ class Journal:
         self.conn = _connect(path)
 
     def append(self, rows: list[tuple[int, str, bytes]]) -> None:
-        """(ts_ns, topic, payload) rows, committed together."""
+        """(received ns, topic, payload) rows, committed together."""
         if rows:
             with self.conn:
                 self.conn.execute("BEGIN")
@@ -57,13 +57,6 @@ class Journal:
     def replay(self) -> Iterator[tuple[str, bytes]]:
         for topic, payload in self.conn.execute("SELECT topic, payload FROM journal ORDER BY id"):
             yield topic, bytes(payload)
-
-    def forget_before(self, ts_ns: int) -> int:
-        """Drop what no open visit can need any more."""
-        return self.conn.execute("DELETE FROM journal WHERE ts_ns < ?", (ts_ns,)).rowcount
-
-    def __len__(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM journal").fetchone()[0])
 
 
 @dataclass(frozen=True)
@@ -113,8 +106,3 @@ class Outbox:
     def depth(self) -> int:
         with self._lock:
             return int(self.conn.execute("SELECT count(*) FROM outbox WHERE delivered_ns IS NULL").fetchone()[0])
-
-    def is_delivered(self, visit_id: str) -> bool:
-        with self._lock:
-            row = self.conn.execute("SELECT delivered_ns FROM outbox WHERE visit_id = ?", (visit_id,)).fetchone()
-        return row is not None and row[0] is not None

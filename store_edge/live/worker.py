@@ -137,7 +137,6 @@ class EdgeWorker:
         """From the broker, not yet journaled."""
         self.work: queue.Queue[tuple[str, bytes]] = queue.Queue()
         """Journaled and acknowledged, not yet handled."""
-        self.carts_closed: list[Cart] = []
         self._stop = threading.Event()
         self._last_input = time.monotonic()
         self._replaying = False
@@ -182,7 +181,6 @@ class EdgeWorker:
         for cart in out.closed_carts:
             msg = cart_message(cart, self._header(self.engine.now_ns))
             self._publish(msg, retain=True)
-            self.carts_closed.append(cart)
             if self.outbox.put(cart.visit_id, _settlement_payload(self.store.store_id, cart, msg)):
                 log.info("cart %s closed: %s", cart.visit_id, cart.receipt)
             if self.sender is not None:
