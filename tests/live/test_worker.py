@@ -86,9 +86,9 @@ def test_replay_into_the_live_worker_gives_the_offline_carts(
     start_worker: Callable[..., RunningWorker], broker: BrokerAddress, offline_receipts: dict[str, Counter[str]]
 ) -> None:
     running = start_worker()
-    # 20x the recorded pace (~2,400 messages/s); a flood faster than the worker drains overflows the
+    # 10x the recorded pace (~1,200 messages/s); a flood faster than the worker drains overflows the
     # broker's per-client queue (Mosquitto drops beyond max_queued_messages), which the gap count shows
-    sent = replay(RECORDING, broker, speed=20, progress=False)
+    sent = replay(RECORDING, broker, speed=10, progress=False)
     assert sent > 10_000
     wait_for(lambda: settled(running), what="the worker to drain")
     live = {v: Counter(c.receipt) for v, c in running.worker.engine.carts.items()}
@@ -180,7 +180,7 @@ def test_cloud_down_then_up_loses_nothing_and_sends_each_cart_once(
 ) -> None:
     port = free_port()
     running = start_worker(cloud=f"http://127.0.0.1:{port}")
-    replay(RECORDING, broker, speed=20, progress=False)
+    replay(RECORDING, broker, speed=10, progress=False)
     wait_for(lambda: settled(running), what="the worker to drain")
     closed = [c.visit_id for c in running.worker.engine.carts.values() if c.state == "closed"]
     assert closed
