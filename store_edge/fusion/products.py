@@ -143,6 +143,15 @@ def score_products(
             # a pick takes what is there; a unit straddling from the next plate is the rare case
             near = any(inventory.holds(pid, s, reach=1) for s in skus)
             log += p.neighbour_penalty if near else p.off_plate_penalty
+        if picking and len(skus) > 1:
+            # and each product of a pick was taken from where it lies: a plate that changed holds it
+            # (one plate that changed explains only the products on it, whatever the other hand did)
+            changed = [pid for pid, d in event.plate_deltas_g.items() if abs(d) >= 5] or plates
+            for s in skus:
+                if any(inventory.holds(pid, s, reach=0) for pid in changed):
+                    continue
+                near = any(inventory.holds(pid, s, reach=1) for pid in changed)
+                log += p.neighbour_penalty if near else p.off_plate_penalty
         if not picking and returnable_skus is not None:
             log += p.return_not_carried_penalty * sum(1 for s in skus if s not in returnable_skus)
         if picking:

@@ -101,6 +101,34 @@ def test_two_shoppers_at_one_plate_at_once_each_get_one(run_scenario: RunScenari
     assert both == {"visit-a": Counter({HAZELNUT: 1}), "visit-b": Counter({HAZELNUT: 1})}
 
 
+def test_two_hands_at_one_plate_do_not_make_the_neighbouring_product(run_scenario: RunScenario) -> None:
+    # Two shoppers take a hazelnut bar each from one plate; the crispy wafer (0.4 g lighter) lies on the
+    # next plate. Two hands make two products in one event plausible, but only products on the plate that
+    # changed: 2 x hazelnut, not hazelnut + wafer, so both are charged instead of held for staff.
+    ev = run_scenario(
+        [
+            Shopper(
+                id="a",
+                account="acct-a",
+                enter_s=2,
+                actions=[Action(at_s=14, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])],
+            ),
+            Shopper(
+                id="b",
+                account="acct-b",
+                enter_s=4,
+                actions=[Action(at_s=14.3, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])],
+            ),
+        ],
+        seed=11,
+        curtain={"miss_prob": 0.0},
+    )
+    shared = [ln for c in ev.carts.values() for ln in c.lines]
+    assert all(ln.products[0].items == ((HAZELNUT, 2),) for ln in shared)
+    assert all(ln.products[0].probability > 0.9 for ln in shared)
+    assert {v: c.receipt for v, c in ev.carts.items()} == {"visit-a": {HAZELNUT: 1}, "visit-b": {HAZELNUT: 1}}
+
+
 def test_touch_without_taking_and_a_long_hold(run_scenario: RunScenario) -> None:
     ev = run_scenario(
         [
