@@ -204,7 +204,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if embedded:
         print(f"no --broker given: embedded MQTT broker on {address.url}", file=sys.stderr)
     stop = _stop_on_signals()
-    config = WorkerConfig(state_dir=Path(args.state_dir), lag_s=args.lag, worker_id=args.worker_id)
+    config = WorkerConfig(
+        state_dir=Path(args.state_dir), lag_s=args.lag, jitter_s=args.jitter, worker_id=args.worker_id
+    )
     print(f"store-edge run: store {store.store_id} on {address.url}; state in {args.state_dir}", file=sys.stderr)
     running = RunningWorker(store, address, args.cloud, config, health_port=args.health_port).start()
     try:
@@ -280,7 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--broker", help="mqtt://HOST[:PORT] (default: an embedded broker on 127.0.0.1:1883)")
     run.add_argument("--cloud", help="cloud API base URL that receives finished carts (default: keep them queued)")
     run.add_argument("--state-dir", default="edge-state", help="journal and outbox (SQLite) live here")
-    run.add_argument("--lag", type=float, default=0.5, help="seconds to wait for slower devices (default 0.5)")
+    run.add_argument("--lag", type=float, default=0.5, help="seconds to wait for a device gone quiet (default 0.5)")
+    run.add_argument(
+        "--jitter", type=float, default=0.1, help="seconds a device's message may trail its peers' (default 0.1)"
+    )
     run.add_argument("--health-port", type=int, default=9108, help="/healthz and /metrics on 127.0.0.1")
     run.add_argument("--worker-id", help="MQTT client and device id (default edge-STORE); one per running worker")
     run.set_defaults(func=_cmd_run)

@@ -4,9 +4,16 @@ Pure domain code (no clocks, no I/O): the worker feeds it decoded messages and w
 
 MQTT delivers QoS 1 messages at least once and orders them per topic only; each device has its own
 network delay. The fusion engine needs one stream in timestamp order, so messages wait in a buffer
-until the watermark (the newest timestamp seen, minus the allowed lag) passes them. A message older
-than the watermark on arrival is late: the engine has moved past it, so it is refused with a reason
-(the worker dead-letters it: nothing is lost).
+until the watermark passes them. A message older than the watermark on arrival is late: the engine has
+moved past it, so it is refused with a reason (the worker dead-letters it: nothing is lost).
+
+The watermark follows the devices rather than a fixed delay: each device's messages come in order, so
+once every device that is talking has reported past time T, nothing older than T is still on its way
+from them. It is the oldest of the active devices' newest timestamps, less `jitter_ns` for a device
+that has been quiet and speaks again (its first message may trail its peers by a network delay). A
+device silent for longer than `lag_ns` holds nothing up: the watermark never falls further than
+`lag_ns` behind the newest message. So an event is handed on as soon as the slowest active device
+has caught up, not a fixed half second later.
 """
 
 from __future__ import annotations
@@ -69,12 +76,20 @@ class LateMessageError(Exception):
 
 
 class Reorderer:
-    """A timestamp-ordered merge of all devices' messages behind a watermark `lag_ns` behind the newest."""
+    """A timestamp-ordered merge of all devices' messages behind a watermark that follows the slowest
+    active device (see the module's docstring)."""
 
-    def __init__(self, lag_ns: int) -> None:
+    def __init__(self, lag_ns: int, jitter_ns: int = 0) -> None:
+        if not 0 <= jitter_ns <= lag_ns:
+            raise ValueError(f"jitter ({jitter_ns} ns) must lie between 0 and the lag ({lag_ns} ns)")
         self.lag_ns = lag_ns
+        self.jitter_ns = jitter_ns
         self._heap: list[tuple[tuple[int, str, int], int, Message]] = []
         self._arrivals = 0
+        self._device_newest: dict[str, int] = {}
+        self._progress: list[tuple[int, str]] = []
+        """(newest timestamp, device) per device, oldest first; entries a device has since passed are
+        dropped lazily."""
         self.newest_ns: int | None = None
         self.released_ns: int | None = None
         """Timestamp of the last message handed on: nothing older may follow it."""
@@ -90,7 +105,23 @@ class Reorderer:
         self._arrivals += 1
         heapq.heappush(self._heap, (merge_key(msg), self._arrivals, msg))
         self.newest_ns = ts if self.newest_ns is None else max(self.newest_ns, ts)
-        return self._release(self.newest_ns - self.lag_ns)
+        device = msg.header.device_id
+        if ts > self._device_newest.get(device, -1):
+            self._device_newest[device] = ts
+            heapq.heappush(self._progress, (ts, device))
+        return self._release(self.watermark_ns())
+
+    def watermark_ns(self) -> int:
+        """Messages at or before this time are handed on."""
+        assert self.newest_ns is not None
+        floor = self.newest_ns - self.lag_ns
+        progress = self._progress
+        # devices silent for longer than the lag, and entries a device has since moved past, hold nothing
+        while progress and (progress[0][0] < floor or progress[0][0] != self._device_newest[progress[0][1]]):
+            heapq.heappop(progress)
+        if not progress:
+            return floor
+        return max(floor, progress[0][0] - self.jitter_ns)
 
     def flush(self) -> list[Message]:
         """Everything buffered: the inputs have gone quiet, nothing more is in flight."""

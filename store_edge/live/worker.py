@@ -48,7 +48,9 @@ INPUT_KINDS = {"weight", "curtain", "gate_scan", "gate_decision", "gate_passage"
 class WorkerConfig:
     state_dir: Path
     lag_s: float = 0.5
-    """How long the merge waits for slower devices before a message counts as late."""
+    """The longest the merge waits for a device that has gone quiet."""
+    jitter_s: float = 0.1
+    """How far a device's message may trail its peers' (network delay spread) without being late."""
     idle_flush_s: float = 1.0
     """Inputs quiet this long (wall clock): nothing is in flight, release what waits."""
     worker_id: str | None = None
@@ -130,7 +132,7 @@ class EdgeWorker:
         self.metrics = WorkerMetrics()
         self.engine = FusionEngine(store, config.engine)
         self.dedup = Deduplicator()
-        self.reorder = Reorderer(round(config.lag_s * NS))
+        self.reorder = Reorderer(round(config.lag_s * NS), round(config.jitter_s * NS))
         self.link = link
         self.sender: CloudSender | None = None
         self.inbox: queue.Queue[tuple[str, bytes, int | None]] = queue.Queue()

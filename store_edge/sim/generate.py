@@ -119,8 +119,9 @@ def random_scenario(
             where = stand_point(store, grid, plates)
             at = d.t_free + travel(d.pos, where, d.speed) + REACH_LEAD_S + float(rng.uniform(*mix.browse_s))
             r = rng.random()
+            taken: list[str] = []  # what the shopper carries after this action, applied only if it fits
             if d.carried and r < mix.put_back_prob:
-                back = d.carried.pop(int(rng.integers(len(d.carried))))
+                back = d.carried[int(rng.integers(len(d.carried)))]
                 if rng.random() < mix.wrong_place_prob and back != sku:
                     action = Action(at_s=round(at, 2), kind="put_back", sku=back, plates=[plates[0]])
                 else:  # walks back to where it came from
@@ -137,11 +138,16 @@ def random_scenario(
                     continue
                 hold = round(float(rng.uniform(3, 10)), 1) if rng.random() < mix.hold_prob else 0.0
                 action = Action(at_s=round(at, 2), kind="pick", sku=sku, quantity=qty, hold_s=hold)
-                stock[sku] -= qty
-                d.carried.extend([sku] * qty)
+                taken = [sku] * qty
             end = at + action.hold_s + 0.45 * action.quantity + 3.5
             if end + travel(where, exit_mid, d.speed) + 12 > duration:
-                break
+                break  # no time left for it: the shopper heads for the exit with what they carry
+            if action.kind == "put_back":
+                assert action.sku is not None
+                d.carried.remove(action.sku)
+            if taken:
+                stock[sku] -= len(taken)
+                d.carried.extend(taken)
             d.actions.append(action)
             d.pos, d.t_free = where, end
 

@@ -28,20 +28,35 @@ def test_repeats_are_dropped_and_gaps_counted() -> None:
     assert d.accept(curtain("c1", 1, 40, boot="b2"))  # the device restarted: its sequence starts again
 
 
-def test_merge_releases_in_timestamp_order_behind_the_watermark() -> None:
+def test_merge_waits_for_the_slowest_active_device_only() -> None:
     r = Reorderer(lag_ns=100 * MS)
-    assert r.push(curtain("slow", 1, 50)) == []
-    assert r.push(curtain("fast", 1, 120)) == []
-    released = r.push(curtain("fast", 2, 180))  # watermark 80 ms: only the 50 ms message may go
-    assert [m.header.ts_ns for m in released] == [50 * MS]
-    assert [m.header.ts_ns for m in r.push(curtain("slow", 2, 100))] == []  # 100 > watermark 80
-    assert [m.header.ts_ns // MS for m in r.flush()] == [100, 120, 180]
+    assert r.push(curtain("fast", 1, 120)) == [curtain("fast", 1, 120)]  # the only device talking
+    assert r.push(curtain("slow", 1, 130)) == []  # fast has reported up to 120 only: 130 waits
+    assert [m.header.ts_ns // MS for m in r.push(curtain("fast", 2, 180))] == [130]
+    assert [m.header.ts_ns // MS for m in r.push(curtain("slow", 2, 190))] == [180]
+    assert [m.header.ts_ns // MS for m in r.push(curtain("fast", 3, 250))] == [190]
+    # slow has now been silent for longer than the lag: it no longer holds the others up
+    assert [m.header.ts_ns // MS for m in r.push(curtain("fast", 4, 300))] == [250, 300]
+
+
+def test_merge_releases_in_timestamp_order_behind_the_jitter_allowance() -> None:
+    r = Reorderer(lag_ns=100 * MS, jitter_ns=20 * MS)
+    assert r.push(curtain("a", 1, 50)) == []  # watermark 30 ms
+    assert r.push(curtain("b", 1, 40)) == []  # arrives after a's 50 ms message but is not late
+    assert [m.header.ts_ns // MS for m in r.push(curtain("a", 2, 70))] == []  # b at 40 - 20
+    assert [m.header.ts_ns // MS for m in r.push(curtain("b", 2, 90))] == [40, 50]  # min(70, 90) - 20
+    assert [m.header.ts_ns // MS for m in r.flush()] == [70, 90]
+
+
+def test_jitter_larger_than_the_lag_is_refused() -> None:
+    with pytest.raises(ValueError, match="jitter"):
+        Reorderer(lag_ns=10 * MS, jitter_ns=20 * MS)
 
 
 def test_a_message_behind_what_was_released_is_late() -> None:
     r = Reorderer(lag_ns=10 * MS)
     r.push(curtain("a", 1, 0))
     r.push(curtain("a", 2, 100))
-    r.push(curtain("a", 3, 200))  # watermark 190 ms: 0 and 100 are handed on
-    with pytest.raises(LateMessageError, match="50 ms behind the watermark"):
+    r.push(curtain("a", 3, 200))  # a is the only device talking: each is handed on at once
+    with pytest.raises(LateMessageError, match="150 ms behind the watermark"):
         r.push(curtain("b", 1, 50))
