@@ -1,9 +1,9 @@
-"""`cloud-api`: the cloud service's command line. The service itself arrives with issue #5; until then
-this entry point only reports its version, so packaging and install paths are exercised."""
+"""`cloud-api`: serve the API, apply migrations, seed a store."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -13,9 +13,51 @@ from cloud_api import __version__
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cloud-api", description="Cashierless store cloud API.")
     parser.add_argument("--version", action="version", version=f"cloud-api {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
-    print("\nNo commands yet: serve, migrate and seed come with the cloud service.", file=sys.stderr)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    sub.add_parser("migrate", help="apply database migrations (DATABASE_URL; SQLite file by default)")
+    seed = sub.add_parser("seed", help="load a store file and create demo accounts and device keys")
+    seed.add_argument("--store", required=True, help="store layout YAML (sample_data/stores/demo.yaml)")
+    seed.add_argument("--config", help="cloud-side store settings YAML: tax_rate, preauth, promotions")
+    seed.add_argument("--no-demo-accounts", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from cloud_api.core.config import load_settings
+    from cloud_api.db import migrate
+    from cloud_api.db.session import make_engine
+
+    settings = load_settings()
+    if args.command == "migrate":
+        engine = make_engine(settings)
+        migrate.upgrade(engine)
+        print(f"migrated {engine.url.render_as_string(hide_password=True)} to head")
+        return 0
+    if args.command == "seed":
+        from cloud_api.services.container import build_container
+        from cloud_api.services.seed import StoreConfig
+        from cloud_api.services.seed import seed as run_seed
+
+        c = build_container(settings)
+        migrate.upgrade(c.engine)
+        result = run_seed(c, args.store, StoreConfig.load(args.config), demo_accounts=not args.no_demo_accounts)
+        print(f"store {result.store_id}: {result.products} products, {result.promotions} promotions")
+        if result.keys:
+            print("New keys (shown once, stored hashed):")
+            for label, key in result.keys.items():
+                print(f"  {label}: {key}")
+        return 0
+    import uvicorn
+
+    from cloud_api.main import create_app
+
+    if not args.no_migrate:
+        migrate.upgrade(make_engine(settings))
+    uvicorn.run(create_app(settings, sweeper=True), host=args.host, port=args.port, log_level="info")
     return 0
 
 

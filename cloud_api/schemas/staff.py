@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class LineOut(BaseModel):
+    line_id: str
+    sku: str
+    quantity: int
+    confidence: float
+    status: str
+    edge_sku: str
+    edge_quantity: int
+    decided_by: str | None
+    decided_ns: int | None
+
+
+class StaffVisitOut(BaseModel):
+    visit_id: str
+    store_id: str
+    account_id: str | None
+    state: str
+    flag_reason: str | None
+    review_deadline_ns: int | None
+    lines: list[LineOut]
+
+
+class LineDecisionIn(BaseModel):
+    action: Literal["confirm", "void", "change"]
+    sku: str | None = Field(default=None, min_length=1, max_length=32)
+    quantity: int | None = Field(default=None, ge=-1000, le=1000)
+
+
+class LineDecisionOut(BaseModel):
+    line: LineOut
+    visit_state: str
+
+
+class AuditOut(BaseModel):
+    ts_ns: int
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    detail: dict[str, Any]
+
+
+class SweepOut(BaseModel):
+    released_holds: list[str]
+    retried_payments: list[str]
+    deliveries_sent: int

@@ -1,0 +1,178 @@
+"""Disputes: the shopper contests units on a receipt; small ones are refunded at once, the rest go to staff."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from cloud_api.adapters.payments import PaymentError, PaymentTimeoutError
+from cloud_api.core.security import new_id
+from cloud_api.db.models import Account, Dispute, Payment, Receipt, Refund, Staff
+from cloud_api.domain import disputes as rules
+from cloud_api.domain.pricing import CatalogueItem, MultiBuy, PricedLine, PricedReceipt, from_cents, to_cents
+from cloud_api.services.container import Container, audit
+from cloud_api.services.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
+
+THIRTY_DAYS_NS = 30 * 24 * 3600 * 10**9
+
+
+def _priced(receipt: Receipt) -> tuple[PricedReceipt, dict[str, CatalogueItem], dict[str, MultiBuy]]:
+    """The receipt as it was priced: its own unit and promotion prices, not today's catalogue."""
+    catalogue: dict[str, CatalogueItem] = {}
+    promotions: dict[str, MultiBuy] = {}
+    lines = []
+    for line in receipt.lines:
+        price = from_cents(line["unit_cents"])
+        catalogue[line["sku"]] = CatalogueItem(line["sku"], line["name"], price)
+        if line.get("promo_quantity"):
+            promotions[line["sku"]] = MultiBuy(line["sku"], line["promo_quantity"], from_cents(line["promo_cents"]))
+        lines.append(
+            PricedLine(
+                line["sku"],
+                line["name"],
+                line["quantity"],
+                price,
+                from_cents(line["gross_cents"]),
+                from_cents(line["discount_cents"]),
+                line["promotion"],
+            )
+        )
+    priced = PricedReceipt(
+        tuple(lines), (), from_cents(receipt.subtotal_cents), from_cents(receipt.discount_cents),
+        Decimal(receipt.tax_rate), from_cents(receipt.tax_cents), from_cents(receipt.total_cents),
+    )  # fmt: skip
+    return priced, catalogue, promotions
+
+
+def open_dispute(c: Container, account: Account, receipt_id: str, sku: str, quantity: int, reason: str) -> Dispute:
+    now = c.now_ns()
+    with c.transaction() as s:
+        receipt = s.get(Receipt, receipt_id)
+        if receipt is None or receipt.account_id != account.id:
+            raise NotFoundError(f"you have no receipt {receipt_id}")
+        if c.postgres:  # serialise disputes on one receipt
+            s.execute(select(Receipt.id).where(Receipt.id == receipt_id).with_for_update())
+        payment = s.scalars(select(Payment).where(Payment.visit_id == receipt.visit_id)).first()
+        if payment is None or payment.state != "succeeded":
+            raise ConflictError("this visit is not paid, so there is nothing to refund yet")
+        already = s.scalar(
+            select(func.coalesce(func.sum(Dispute.quantity), 0)).where(
+                Dispute.receipt_id == receipt_id, Dispute.sku == sku, Dispute.state != "rejected"
+            )
+        )
+        priced, catalogue, promotions = _priced(receipt)
+        try:
+            amount = rules.refund_amount(priced, sku, quantity, int(already or 0), catalogue, promotions)
+        except rules.DisputeError as e:
+            raise BadRequestError(str(e)) from e
+        recent = s.scalar(
+            select(func.count())
+            .select_from(Dispute)
+            .where(
+                Dispute.account_id == account.id,
+                Dispute.state == "refunded",
+                Dispute.decided_by == "auto",
+                Dispute.created_ns >= now - THIRTY_DAYS_NS,
+            )
+        )
+        route = rules.route_dispute(
+            amount, c.settings.auto_refund_limit, int(recent or 0), c.settings.auto_refunds_per_30_days
+        )
+        dispute = Dispute(
+            id=new_id("d"),
+            receipt_id=receipt_id,
+            account_id=account.id,
+            sku=sku,
+            quantity=quantity,
+            reason=reason,
+            amount_cents=to_cents(amount),
+            state="pending_staff",
+            route_reason=route.why,
+            created_ns=now,
+        )
+        s.add(dispute)
+        audit(
+            s,
+            now,
+            f"shopper:{account.id}",
+            "dispute.open",
+            "receipt",
+            receipt_id,
+            sku=sku,
+            quantity=quantity,
+            route=route.route,
+        )
+    if route.route == "auto_refund":
+        return _refund(c, dispute.id, "auto")
+    return dispute
+
+
+def _refund(c: Container, dispute_id: str, decided_by: str) -> Dispute:
+    with c.sessions() as s:
+        dispute = s.get(Dispute, dispute_id)
+        assert dispute is not None
+        receipt = s.get(Receipt, dispute.receipt_id)
+        assert receipt is not None
+        payment = s.scalars(select(Payment).where(Payment.visit_id == receipt.visit_id)).one()
+    try:
+        assert payment.processor_ref is not None
+        result = c.gateway.refund(payment.processor_ref, dispute.amount_cents, f"refund-{dispute_id}")
+        error = None
+    except (PaymentTimeoutError, PaymentError) as e:
+        result, error = None, str(e)
+    now = c.now_ns()
+    with c.transaction() as s:
+        dispute = s.get(Dispute, dispute_id)
+        receipt = s.get(Receipt, dispute.receipt_id) if dispute else None
+        assert dispute is not None
+        assert receipt is not None
+        dispute.decided_by, dispute.decided_ns = decided_by, now
+        if result is None:
+            dispute.state = "refund_failed"
+            dispute.route_reason += f"; refund failed: {error}"
+        else:
+            dispute.state = "refunded"
+            receipt.refunded_cents += dispute.amount_cents
+            s.add(
+                Refund(
+                    id=new_id("rf"),
+                    payment_id=payment.id,
+                    dispute_id=dispute.id,
+                    amount_cents=dispute.amount_cents,
+                    processor_ref=result.ref,
+                    created_ns=now,
+                )
+            )
+        audit(
+            s,
+            now,
+            "system" if decided_by == "auto" else f"staff:{decided_by}",
+            f"dispute.{dispute.state}",
+            "dispute",
+            dispute_id,
+            amount_cents=dispute.amount_cents,
+        )
+    return dispute
+
+
+def decide_dispute(c: Container, staff: Staff, dispute_id: str, approve: bool, note: str) -> Dispute:
+    now = c.now_ns()
+    with c.transaction() as s:
+        dispute = s.get(Dispute, dispute_id)
+        if dispute is None:
+            raise NotFoundError(f"no dispute {dispute_id}")
+        receipt = s.get(Receipt, dispute.receipt_id)
+        assert receipt is not None
+        if staff.store_id is not None and staff.store_id != receipt.store_id:
+            raise ForbiddenError(f"you work for store {staff.store_id}; this dispute is in store {receipt.store_id}")
+        if dispute.state != "pending_staff":
+            raise ConflictError(f"dispute {dispute_id} is {dispute.state}: already decided")
+        if not approve:
+            dispute.state, dispute.decided_by, dispute.decided_ns = "rejected", staff.id, now
+            dispute.route_reason += f"; rejected: {note}" if note else "; rejected"
+            audit(s, now, f"staff:{staff.id}", "dispute.rejected", "dispute", dispute_id, note=note)
+            return dispute
+        dispute.state = "refunding"
+        audit(s, now, f"staff:{staff.id}", "dispute.approved", "dispute", dispute_id, note=note)
+    return _refund(c, dispute_id, staff.id)
