@@ -66,10 +66,10 @@ def accept_cart(c: Container, device: Device, visit_id: str, body: CartIn) -> di
     now = c.now_ns()
     try:
         with c.transaction() as s:
+            visit = _lock_visit(c, s, visit_id)  # first the lock, then the look: a concurrent PUT waits here
             existing = s.get(Cart, visit_id)
             if existing is not None:
                 return existing.response
-            visit = _lock_visit(c, s, visit_id)
             if visit is None:
                 visit = Visit(
                     id=visit_id,
@@ -79,6 +79,7 @@ def accept_cart(c: Container, device: Device, visit_id: str, body: CartIn) -> di
                     flag_reason="no gate check-in for this visit: kept for staff, not charged",
                 )
                 s.add(visit)
+                s.flush()  # the visit row before the rows that point at it
             elif visit.store_id != device.store_id:
                 raise ForbiddenError(f"visit {visit_id} was opened in another store")
             if body.account_id is not None and visit.account_id is not None and body.account_id != visit.account_id:
