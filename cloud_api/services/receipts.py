@@ -39,7 +39,7 @@ td,th{padding:.2em .5em}td.n{text-align:right}tfoot td{font-weight:bold}</style>
 <p>Something wrong? Dispute a line in the app.</p></body></html>
 """
 )
-TEXT = _env.from_string(
+TEXT = jinja2.Environment(autoescape=False).from_string(  # plain text: no HTML escaping
     """{{ r.store_name }}: receipt {{ r.receipt_id }}
 {% for line in r.lines -%}
 {{ line.quantity }} x {{ line.name }}  {{ "%.2f"|format(line.total) }}{% if line.promotion %} ({{ line.promotion }})
