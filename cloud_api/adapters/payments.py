@@ -190,7 +190,7 @@ class StripePaymentGateway(PaymentGateway):
         import stripe
 
         self._stripe = stripe
-        options: dict[str, Any] = {"http_client": stripe.HTTPXClient(timeout=timeout_s), "max_network_retries": 0}
+        options: dict[str, Any] = {"http_client": stripe.RequestsClient(timeout=timeout_s), "max_network_retries": 0}
         if api_base:
             options["base_addresses"] = {"api": api_base.rstrip("/")}
         self.client = stripe.StripeClient(api_key, **options)
