@@ -141,10 +141,10 @@ class ShelfWeightEventDetector:
             return self._finish_events(self.last_ns)
         # Most plates sit still most of the time: where every window in this batch stays in band and
         # the plate is idle, its state only moves forward in bulk. The rest go sample by sample.
-        ext = np.vstack([self._tail, vals])
-        windows = np.lib.stride_tricks.sliding_window_view(ext, self.window_n, axis=0)
-        spread = windows.max(axis=2) - windows.min(axis=2)  # NaN anywhere: never quiet
-        quiet = (spread <= self.params.stable_band_g).all(axis=0)
+        # The spread of the tail and the batch together bounds every window's spread: one max and one
+        # min per plate instead of one per window (a plate just over the band goes sample by sample).
+        ext = np.concatenate((self._tail, vals))
+        quiet = (ext.max(axis=0) - ext.min(axis=0)) <= self.params.stable_band_g  # NaN anywhere: never quiet
         self._tail = ext[len(ext) - (self.window_n - 1) :]
         for j, plate in enumerate(self.plates):
             column = vals[:, j]
