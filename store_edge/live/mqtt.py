@@ -109,8 +109,12 @@ class MqttLink:
         will: tuple[str, bytes] | None = None,
         persistent_session: bool = False,
         manual_ack: bool = False,
+        skip_retained: bool = False,
     ) -> None:
         self.address = address
+        self.skip_retained = skip_retained
+        """Drop the retained messages a broker hands over on subscribing (state from before, not traffic)."""
+        self.retained_skipped = 0
         self.subscriptions = subscriptions
         self.connected = threading.Event()
         self.subscribed = threading.Event()
@@ -150,6 +154,9 @@ class MqttLink:
 
     def _message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         assert self._on_message is not None
+        if self.skip_retained and message.retain:
+            self.retained_skipped += 1
+            return
         self._on_message(message.topic, bytes(message.payload), message.mid)
 
     def start(self, wait_s: float = 10.0) -> MqttLink:

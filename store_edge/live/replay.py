@@ -82,6 +82,7 @@ class Recorder:
             f"recorder-{store_id}-{time.time_ns() % 10**9}",
             on_message=self._message,
             subscriptions=(subscription(store_id),),
+            skip_retained=True,  # the last cart updates and statuses before recording began are not traffic
         )
 
     def _message(self, topic: str, payload: bytes, mid: int) -> None:

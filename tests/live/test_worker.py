@@ -22,7 +22,7 @@ import pytest
 from store_edge.evaluation import evaluate
 from store_edge.layout import StoreLayout
 from store_edge.live.mqtt import BrokerAddress, EmbeddedBroker, MqttLink, free_port
-from store_edge.live.replay import replay
+from store_edge.live.replay import Recorder, replay
 from store_edge.live.worker import RunningWorker, WorkerConfig
 from store_edge.protocol.codec import decode, encode
 from store_edge.protocol.messages import CartUpdate, DeadLetter, Header, WeightBatch
@@ -295,3 +295,23 @@ def test_worker_reconnects_after_a_broker_restart(start_worker: Callable[..., Ru
         wait_for(lambda: running.worker.metrics.messages_in.labels("weight")._value.get() >= 50, 20, "input")
     finally:
         stop_broker()
+
+
+def test_a_recording_of_a_replay_holds_the_same_messages(broker: BrokerAddress, tmp_path: Path) -> None:
+    recorder = Recorder(broker, "demo", tmp_path / "again.mcap").start()
+    try:
+        sent = replay(RECORDING, broker, speed=10, progress=False)
+        wait_for(lambda: recorder.count >= sent, 60, "the recorder to receive every replayed message")
+    finally:
+        count = recorder.stop()
+    assert count == sent
+
+    def per_topic(path: Path) -> dict[str, list[bytes]]:
+        out: dict[str, list[bytes]] = {}
+        for rec in read_messages(path):
+            if not rec.topic.startswith("truth/"):
+                out.setdefault(rec.topic, []).append(rec.data)
+        return out
+
+    # byte for byte, and in order on each topic (MQTT orders per topic, not across topics)
+    assert per_topic(tmp_path / "again.mcap") == per_topic(RECORDING)
