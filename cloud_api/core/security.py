@@ -35,7 +35,7 @@ def sign(key: bytes, message: bytes) -> str:
 
 
 def verify(key: bytes, message: bytes, signature: str) -> bool:
-    return hmac.compare_digest(sign(key, message), signature)
+    return hmac.compare_digest(sign(key, message).encode(), signature.encode("utf-8", "surrogateescape"))
 
 
 def new_id(prefix: str) -> str:
