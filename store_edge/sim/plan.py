@@ -369,7 +369,23 @@ class _Planner:
         actions, contacts, stock, receipts = self.apply_actions(plates_of, timing, visits)
         if self.problems:
             raise ConfigError(self.source, self.problems)
+        self.aim_hands(planned, contacts)
         return Plan(store, sc, planned, visits, actions, contacts, stock, receipts)
+
+    def aim_hands(self, planned: list[PlannedShopper], contacts: list[ShelfContact]) -> None:
+        """A hand goes where it takes or puts the item: which plate of a facing a unit comes from is
+        only known once the actions are applied, so the reaches planned at the facing's first plate
+        are aimed at the contact's first plate now (the curtain reports the same plate)."""
+        by_shopper: dict[str, list[ShelfContact]] = defaultdict(list)
+        for c in contacts:
+            by_shopper[c.shopper_id].append(c)
+        for p in planned:
+            own = sorted(by_shopper[p.shopper.id], key=lambda c: c.hand_in)
+            if len(own) != len(p.reaches):
+                continue  # cannot happen for a plan without problems; leave the reaches as planned
+            p.reaches = [
+                (h0, h1, self.hand_point(c.plate_ids[0])) for (h0, h1, _), c in zip(p.reaches, own, strict=True)
+            ]
 
     def plan_visits(self, planned: list[PlannedShopper], entries: list[Gate]) -> list[PlannedVisit]:
         visits: dict[str, PlannedVisit] = {}
@@ -502,6 +518,9 @@ class _Planner:
                     press_start = contact if k == 0 else times[k] - 0.15
                     # during a long hold the grip lets go of the shelf; the item rests there in hand
                     press_end = contact + grip if (k == 0 and a.hold_s > 0) else times[k]
+                    if k == 0:
+                        # the hand goes in where this unit lies (the curtain and the camera see it there)
+                        c.plate_ids = [plate] + [p for p in plates if p != plate]
                     c.pulses.append(Pulse(plate, press_start, press_end, uniform(rng, lc.press_g)))
                     if k == 0 and a.hold_s > 0:
                         c.pulses.append(

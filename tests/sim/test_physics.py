@@ -161,6 +161,34 @@ def test_curtain_reports_each_hand_at_its_place_and_misses_as_configured(demo_st
     assert 5 <= len(curtain_reports(noisy, shelf, 3600)) / 2 <= 40
 
 
+def test_hand_and_curtain_are_where_the_unit_was_taken_not_at_the_facings_first_plate(
+    demo_store: StoreLayout,
+) -> None:
+    # cola cans face on two plates (P11, P12); each pick takes a unit from either, and the camera's hand
+    # and the curtain must report the plate whose weight changed
+    picks = [Action(at_s=10 + 8 * k, kind="pick", sku=COLA_CAN) for k in range(6)]
+    plan = _plan(
+        demo_store,
+        [Shopper(id="a", account="acct-a", enter_s=2, actions=picks)],
+        duration=80,
+        curtain={"miss_prob": 0, "false_triggers_per_shelf_per_hour": 0},
+        tracks={"hand_visible_prob": 1.0, "hand_std_m": 0.0},
+    )
+    shelf = demo_store.shelves_by_id["G1-S1"]
+    enters = [r for r in curtain_reports(plan, shelf, 80) if r.event == "enter"]
+    reaches = plan.shoppers[0].reaches
+    assert len(enters) == len(reaches) == len(plan.actions) == 6
+    taken_from = set()
+    for action, enter, (_, _, hand) in zip(plan.actions, enters, reaches, strict=True):
+        (plate,) = action.plate_deltas_g  # no unit straddles here at this seed
+        taken_from.add(plate)
+        geo = demo_store.plate_geometry[plate]
+        assert geo.x_range_m[0] - 0.05 <= enter.x_m <= geo.x_range_m[1] + 0.05
+        mid = np.add(geo.front_left, geo.front_right) / 2
+        assert np.hypot(hand[0] - mid[0], hand[1] - mid[1]) < 0.01
+    assert taken_from == {"G1-S1-P11", "G1-S1-P12"}  # both plates of the facing were picked from
+
+
 def test_tracks_are_noisy_drop_out_and_never_give_one_id_to_two_people(demo_store: StoreLayout) -> None:
     shoppers = [
         Shopper(
