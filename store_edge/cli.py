@@ -205,7 +205,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"no --broker given: embedded MQTT broker on {address.url}", file=sys.stderr)
     stop = _stop_on_signals()
     config = WorkerConfig(
-        state_dir=Path(args.state_dir), lag_s=args.lag, jitter_s=args.jitter, worker_id=args.worker_id
+        state_dir=Path(args.state_dir),
+        lag_s=args.lag,
+        jitter_s=args.jitter,
+        worker_id=args.worker_id,
+        snapshot_every_s=args.snapshot_every,
     )
     print(f"store-edge run: store {store.store_id} on {address.url}; state in {args.state_dir}", file=sys.stderr)
     running = RunningWorker(store, address, args.cloud, config, health_port=args.health_port).start()
@@ -287,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--jitter", type=float, default=0.1, help="seconds a device's message may trail its peers' (default 0.1)"
     )
     run.add_argument("--health-port", type=int, default=9108, help="/healthz and /metrics on 127.0.0.1")
+    run.add_argument(
+        "--snapshot-every", type=float, default=300.0, help="seconds between state snapshots (default 300)"
+    )
     run.add_argument("--worker-id", help="MQTT client and device id (default edge-STORE); one per running worker")
     run.set_defaults(func=_cmd_run)
     rec = sub.add_parser("record", help="write everything on a store's topics to MCAP")

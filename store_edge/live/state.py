@@ -1,9 +1,11 @@
 """The worker's durable state in one SQLite file: the input journal and the cart outbox.
 
 The journal keeps every input message as it came off the broker (with the time it came), so a worker
-killed at any instant rebuilds its open carts by replaying it into a fresh engine. It is not pruned
-yet (issue #4): one state directory per store day. The outbox keeps every finished cart until the
-cloud has acknowledged it; it is keyed by visit, so a cart is sent (and applied by the cloud) once
+killed at any instant rebuilds its open carts by replaying it into a fresh engine. Every few minutes
+the worker saves a snapshot of its whole state (engine, deduplicator, merge buffer) together with the
+last journal row it includes, and the rows up to there are deleted in the same transaction: a restart
+loads the snapshot and replays only what came after it. The outbox keeps every finished cart until
+the cloud has acknowledged it; it is keyed by visit, so a cart is sent (and applied by the cloud) once
 however often the worker restarts.
 """
 
@@ -22,6 +24,13 @@ CREATE TABLE IF NOT EXISTS journal (
     ts_ns INTEGER NOT NULL,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshot (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    journal_id INTEGER NOT NULL,
+    software TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    state BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outbox (
     visit_id TEXT PRIMARY KEY,
@@ -43,20 +52,57 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    journal_id: int
+    """The last journal row the state includes."""
+    software: str
+    created_ns: int
+    state: bytes
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         self.conn = _connect(path)
+        self._lock = threading.Lock()  # the journal thread appends, the worker thread snapshots
 
-    def append(self, rows: list[tuple[int, str, bytes]]) -> None:
-        """(received ns, topic, payload) rows, committed together."""
-        if rows:
-            with self.conn:
-                self.conn.execute("BEGIN")
-                self.conn.executemany("INSERT INTO journal (ts_ns, topic, payload) VALUES (?, ?, ?)", rows)
+    def append(self, rows: list[tuple[int, str, bytes]]) -> list[int]:
+        """(received ns, topic, payload) rows, committed together. Returns their row ids."""
+        if not rows:
+            return []
+        with self._lock, self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany("INSERT INTO journal (ts_ns, topic, payload) VALUES (?, ?, ?)", rows)
+            # one writer, one transaction: the rows' ids are consecutive, ending at the last one inserted
+            last = int(self.conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        return list(range(last - len(rows) + 1, last + 1))
 
-    def replay(self) -> Iterator[tuple[str, bytes]]:
-        for topic, payload in self.conn.execute("SELECT topic, payload FROM journal ORDER BY id"):
-            yield topic, bytes(payload)
+    def replay(self, after_id: int = 0) -> Iterator[tuple[int, str, bytes]]:
+        """Rows after `after_id`, oldest first. For recovery, before the journal thread starts appending."""
+        for row_id, topic, payload in self.conn.execute(
+            "SELECT id, topic, payload FROM journal WHERE id > ? ORDER BY id", (after_id,)
+        ):
+            yield row_id, topic, bytes(payload)
+
+    def save_snapshot(self, journal_id: int, software: str, state: bytes, now_ns: int) -> int:
+        """Keep `state` (which includes every row up to `journal_id`) and delete those rows, atomically.
+        Returns how many rows went."""
+        with self._lock, self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.execute(
+                "INSERT OR REPLACE INTO snapshot (id, journal_id, software, created_ns, state) VALUES (1, ?, ?, ?, ?)",
+                (journal_id, software, now_ns, state),
+            )
+            return self.conn.execute("DELETE FROM journal WHERE id <= ?", (journal_id,)).rowcount
+
+    def snapshot(self) -> Snapshot | None:
+        with self._lock:
+            row = self.conn.execute("SELECT journal_id, software, created_ns, state FROM snapshot").fetchone()
+        return Snapshot(row[0], row[1], row[2], bytes(row[3])) if row else None
+
+    def rows(self) -> int:
+        with self._lock:
+            return int(self.conn.execute("SELECT count(*) FROM journal").fetchone()[0])
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import pickle
 import queue
 import threading
 import time
@@ -53,6 +54,8 @@ class WorkerConfig:
     """How far a device's message may trail its peers' (network delay spread) without being late."""
     idle_flush_s: float = 1.0
     """Inputs quiet this long (wall clock): nothing is in flight, release what waits."""
+    snapshot_every_s: float = 300.0
+    """How often the worker's state is saved and the journal rows it includes are deleted."""
     worker_id: str | None = None
     engine: EngineParams = field(default_factory=EngineParams)
 
@@ -137,8 +140,11 @@ class EdgeWorker:
         self.sender: CloudSender | None = None
         self.inbox: queue.Queue[tuple[str, bytes, int | None]] = queue.Queue()
         """From the broker, not yet journaled."""
-        self.work: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        """Journaled and acknowledged, not yet handled."""
+        self.work: queue.Queue[tuple[int, str, bytes]] = queue.Queue()
+        """Journaled (with their journal row ids) and acknowledged, not yet handled."""
+        self._handled_id = 0
+        """The last journal row handled: a snapshot taken now includes every row up to it."""
+        self._last_snapshot = time.monotonic()
         self._stop = threading.Event()
         self._last_input = time.monotonic()
         self._replaying = False
@@ -228,14 +234,43 @@ class EdgeWorker:
         """Inputs have gone quiet: release what waits behind the watermark."""
         self._feed(self.reorder.flush())
 
+    def snapshot(self) -> int:
+        """Save the whole state (engine, deduplicator, merge buffer) and delete the journal rows it
+        includes. Called between messages on the worker thread. Returns the rows deleted."""
+        state = pickle.dumps((self.engine, self.dedup, self.reorder), protocol=pickle.HIGHEST_PROTOCOL)
+        removed = self.journal.save_snapshot(self._handled_id, __version__, state, time.time_ns())
+        self._last_snapshot = time.monotonic()
+        log.info(
+            "snapshot: %d bytes of state up to journal row %d; %d rows pruned", len(state), self._handled_id, removed
+        )
+        return removed
+
+    def _load_snapshot(self) -> int:
+        """Restore the last snapshot; returns the journal row it includes (0: none)."""
+        snap = self.journal.snapshot()
+        if snap is None:
+            return 0
+        if snap.software != __version__:
+            log.warning("snapshot written by %s, this is %s: loading it anyway", snap.software, __version__)
+        try:
+            self.engine, self.dedup, self.reorder = pickle.loads(snap.state)  # our own file: trusted
+        except Exception:
+            # the rows it covered are gone: say loudly what is lost rather than refuse to run the store
+            log.exception(
+                "the snapshot of %s cannot be loaded; carts open then lose the lines before it", snap.software
+            )
+        return snap.journal_id
+
     def recover(self) -> int:
-        """Rebuild the engine from the journal after a restart (outputs are not published again; finished
-        carts already in the outbox are not queued twice)."""
+        """Rebuild the state after a restart: the last snapshot, then the journal rows after it (outputs
+        are not published again; finished carts already in the outbox are not queued twice)."""
         self._replaying = True
         n = 0
         try:
-            for topic, payload in self.journal.replay():
+            self._handled_id = self._load_snapshot()
+            for row_id, topic, payload in self.journal.replay(after_id=self._handled_id):
                 n += self.handle_raw(topic, payload)
+                self._handled_id = row_id
         finally:
             self._replaying = False
         for cart in self.engine.carts.values():
@@ -285,13 +320,13 @@ class EdgeWorker:
                 continue
             batch = self._drain(self.inbox, first)
             now = time.time_ns()
-            self.journal.append([(now, topic, payload) for topic, payload, _ in batch])
+            ids = self.journal.append([(now, topic, payload) for topic, payload, _ in batch])
             if self.link is not None:
                 for _, _, mid in batch:
                     if mid is not None:
                         self.link.ack(mid)
-            for topic, payload, _ in batch:
-                self.work.put((topic, payload))
+            for row_id, (topic, payload, _) in zip(ids, batch, strict=True):
+                self.work.put((row_id, topic, payload))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -305,12 +340,15 @@ class EdgeWorker:
             batch = self._drain(self.work, first, 500)
             self._last_input = time.monotonic()
             with self.metrics.process_seconds.time():
-                for topic, payload in batch:
+                for row_id, topic, payload in batch:
                     try:
                         self.handle_raw(topic, payload)
                     except Exception as e:  # a bug must not stop the store: keep the message, say why
                         log.exception("error handling a message on %s", topic)
                         self._dead_letter(topic, payload, f"edge error: {type(e).__name__}: {e}", "error")
+                    self._handled_id = row_id
+            if time.monotonic() - self._last_snapshot >= self.config.snapshot_every_s:
+                self.snapshot()
 
 
 def _settlement_payload(store_id: str, cart: Cart, msg: m.CartUpdate) -> bytes:

@@ -23,7 +23,7 @@ from store_edge.evaluation import evaluate
 from store_edge.layout import StoreLayout
 from store_edge.live.mqtt import BrokerAddress, EmbeddedBroker, MqttLink, free_port
 from store_edge.live.replay import Recorder, replay
-from store_edge.live.worker import RunningWorker, WorkerConfig
+from store_edge.live.worker import EdgeWorker, RunningWorker, WorkerConfig
 from store_edge.protocol.codec import decode, encode
 from store_edge.protocol.messages import CartUpdate, DeadLetter, Header, WeightBatch
 from store_edge.recording.mcap_io import read_messages
@@ -216,7 +216,7 @@ def test_worker_killed_mid_stream_rebuilds_its_carts(
     cmd = [
         sys.executable, "-m", "store_edge.cli", "run", "--store", str(DEMO_STORE), "--broker", broker.url,
         "--state-dir", str(tmp_path / "state"), "--lag", "2", "--worker-id", worker_id,
-        "--health-port", str(free_port()),
+        "--health-port", str(free_port()), "--snapshot-every", "1",  # killed between snapshots, too
     ]  # fmt: skip
     msgs = [m for m in read_messages(RECORDING) if not m.topic.startswith("truth/")]
     pub = MqttLink(broker, f"pub-{worker_id}").start()
@@ -315,3 +315,27 @@ def test_a_recording_of_a_replay_holds_the_same_messages(broker: BrokerAddress, 
 
     # byte for byte, and in order on each topic (MQTT orders per topic, not across topics)
     assert per_topic(tmp_path / "again.mcap") == per_topic(RECORDING)
+
+
+def test_a_snapshot_prunes_the_journal_and_a_restart_gives_the_same_carts(
+    demo_store: StoreLayout, tmp_path: Path, offline_receipts: dict[str, Counter[str]]
+) -> None:
+    msgs = [m for m in read_messages(RECORDING) if not m.topic.startswith("truth/")]
+    half = len(msgs) // 2
+    config = WorkerConfig(state_dir=tmp_path / "state", lag_s=2.0)
+    first = EdgeWorker(demo_store, config)
+    for m in msgs[:half]:  # as the worker thread does: journal, handle, then snapshot between messages
+        first.journal.append([(0, m.topic, m.data)])
+        first.handle_raw(m.topic, m.data)
+        first._handled_id += 1
+    assert first.snapshot() == half
+    assert first.journal.rows() == 0
+    # journaled and acknowledged, then the worker is killed before handling them
+    first.journal.append([(0, m.topic, m.data) for m in msgs[half:]])
+    assert first.journal.rows() == len(msgs) - half
+
+    restarted = EdgeWorker(demo_store, config)
+    assert restarted.recover() == len(msgs) - half  # only the rows after the snapshot are replayed
+    restarted.flush()
+    restarted.engine.finish()
+    assert {v: +Counter(c.receipt) for v, c in restarted.engine.carts.items()} == offline_receipts
