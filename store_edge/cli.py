@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -189,6 +190,16 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def _secret(path: str | None, env: str) -> str | None:
+    """A secret from a file (first line) or the environment, never from the command line (ps shows it)."""
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip() or None
+        except OSError as e:
+            raise SystemExit(f"store-edge: cannot read the key file {path}: {e.strerror}") from e
+    return os.environ.get(env) or None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import logging
 
@@ -212,7 +223,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         snapshot_every_s=args.snapshot_every,
     )
     print(f"store-edge run: store {store.store_id} on {address.url}; state in {args.state_dir}", file=sys.stderr)
-    running = RunningWorker(store, address, args.cloud, config, health_port=args.health_port).start()
+    cloud_key = _secret(args.cloud_key_file, "CLOUD_API_KEY")
+    running = RunningWorker(store, address, args.cloud, config, args.health_port, cloud_key).start()
     try:
         stop.wait()
     finally:
@@ -285,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--store", required=True, help="store layout YAML")
     run.add_argument("--broker", help="mqtt://HOST[:PORT] (default: an embedded broker on 127.0.0.1:1883)")
     run.add_argument("--cloud", help="cloud API base URL that receives finished carts (default: keep them queued)")
+    run.add_argument(
+        "--cloud-key-file", help="file holding this edge's device key for the cloud (default: $CLOUD_API_KEY)"
+    )
     run.add_argument("--state-dir", default="edge-state", help="journal and outbox (SQLite) live here")
     run.add_argument("--lag", type=float, default=0.5, help="seconds to wait for a device gone quiet (default 0.5)")
     run.add_argument(

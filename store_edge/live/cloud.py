@@ -1,7 +1,8 @@
 """Hands finished carts to the cloud from the outbox: retried with backoff until acknowledged.
 
-`PUT {cloud}/v1/edge/carts/{visit_id}` with the cart as JSON and `Idempotency-Key: {visit_id}`; the
-cloud applies each visit's cart once and answers a repeat with the first result. 2xx: delivered.
+`PUT {cloud}/v1/edge/carts/{visit_id}` with the cart as JSON, `Idempotency-Key: {visit_id}` and the
+edge's device key (`Authorization: Bearer dev_...`, scoped to its store by the cloud); the cloud
+applies each visit's cart once and answers a repeat with the first result. 2xx: delivered.
 A 4xx other than 408/409/425/429 means the cloud refuses this cart as it is: it stays in the outbox
 with the error (staff can see it in the metrics and logs) and is retried slowly. Anything else
 (connection refused, timeouts, 5xx): retried with exponential backoff, capped.
@@ -26,12 +27,14 @@ class CloudSender:
         self,
         outbox: Outbox,
         cloud_url: str,
+        api_key: str | None = None,
         first_backoff_s: float = 0.5,
         max_backoff_s: float = 60.0,
         timeout_s: float = 10.0,
     ) -> None:
         self.outbox = outbox
         self.cloud_url = cloud_url.rstrip("/")
+        self.api_key = api_key
         self.first_backoff_s = first_backoff_s
         self.max_backoff_s = max_backoff_s
         self.timeout_s = timeout_s
@@ -82,7 +85,11 @@ class CloudSender:
             f"{self.cloud_url}/v1/edge/carts/{visit_id}",
             data=payload,
             method="PUT",
-            headers={"Content-Type": "application/json", "Idempotency-Key": visit_id},
+            headers={
+                "Content-Type": "application/json",
+                "Idempotency-Key": visit_id,
+                **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}),
+            },
         )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:

@@ -422,6 +422,7 @@ class RunningWorker:
         cloud_url: str | None,
         config: WorkerConfig,
         health_port: int | None = None,
+        cloud_key: str | None = None,
     ) -> None:
         self.worker = worker = EdgeWorker(store, config)
         offline = worker.status_message("offline")
@@ -435,7 +436,7 @@ class RunningWorker:
             manual_ack=True,
         )
         worker.link = self.link
-        self.sender = CloudSender(worker.outbox, cloud_url) if cloud_url else None
+        self.sender = CloudSender(worker.outbox, cloud_url, cloud_key) if cloud_url else None
         self.health = HealthServer(worker, "127.0.0.1", health_port) if health_port is not None else None
 
     def start(self, wait_s: float = 10.0) -> RunningWorker:

@@ -71,9 +71,11 @@ def start_worker(
 ) -> Iterator[Callable[..., RunningWorker]]:
     started: list[RunningWorker] = []
 
-    def start(cloud: str | None = None, address: BrokerAddress | None = None) -> RunningWorker:
+    def start(
+        cloud: str | None = None, address: BrokerAddress | None = None, cloud_key: str | None = None
+    ) -> RunningWorker:
         config = WorkerConfig(state_dir=tmp_path / "state", lag_s=2.0, worker_id=f"edge-test-{uuid.uuid4().hex[:8]}")
-        running = RunningWorker(demo_store, address or broker, cloud, config).start()
+        running = RunningWorker(demo_store, address or broker, cloud, config, cloud_key=cloud_key).start()
         started.append(running)
         return running
 
@@ -154,12 +156,14 @@ class CloudStub:
 
     def __init__(self, port: int) -> None:
         self.received: list[tuple[str, str, dict[str, Any]]] = []
+        self.authorization: list[str | None] = []
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_PUT(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.received.append((self.path, self.headers["Idempotency-Key"], body))
+                stub.authorization.append(self.headers["Authorization"])
                 self.send_response(201)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -179,7 +183,7 @@ def test_cloud_down_then_up_loses_nothing_and_sends_each_cart_once(
     start_worker: Callable[..., RunningWorker], broker: BrokerAddress, offline_receipts: dict[str, Counter[str]]
 ) -> None:
     port = free_port()
-    running = start_worker(cloud=f"http://127.0.0.1:{port}")
+    running = start_worker(cloud=f"http://127.0.0.1:{port}", cloud_key="dev_edge-key-of-this-store")
     replay(RECORDING, broker, speed=10, progress=False)
     wait_for(lambda: settled(running), what="the worker to drain")
     closed = [c.visit_id for c in running.worker.engine.carts.values() if c.state == "closed"]
@@ -190,6 +194,7 @@ def test_cloud_down_then_up_loses_nothing_and_sends_each_cart_once(
     try:
         wait_for(lambda: running.worker.outbox.depth() == 0, 60, "the outbox to drain")
         paths = Counter(path for path, _, _ in cloud.received)
+        assert set(cloud.authorization) == {"Bearer dev_edge-key-of-this-store"}
         assert paths == Counter(f"/v1/edge/carts/{v}" for v in closed)
         for path, key, body in cloud.received:
             assert path.endswith(key)
