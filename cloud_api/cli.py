@@ -19,6 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    serve.add_argument("--quiet", action="store_true", help="warnings only, no access log")
     sub.add_parser("migrate", help="apply database migrations (DATABASE_URL; SQLite file by default)")
     seed = sub.add_parser("seed", help="load a store file and create demo accounts and device keys")
     seed.add_argument("--store", required=True, help="store layout YAML (sample_data/stores/demo.yaml)")
@@ -53,11 +54,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     import uvicorn
 
-    from cloud_api.main import create_app
-
     if not args.no_migrate:
         migrate.upgrade(make_engine(settings))
-    uvicorn.run(create_app(settings, sweeper=True), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        "cloud_api.main:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning" if args.quiet else "info",
+        access_log=not args.quiet,
+    )
     return 0
 
 

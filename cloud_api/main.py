@@ -52,3 +52,9 @@ def create_app(
         return {"status": "ok", "version": __version__}
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` and `cloud-api serve --workers N`: settings from the environment.
+    Note: the test-mode payment processor keeps its state in each worker process."""
+    return create_app(load_settings(), sweeper=True)

@@ -51,11 +51,17 @@ def _key(creds: HTTPAuthorizationCredentials | None, prefix: str, who: str) -> s
 
 
 def current_device(
-    s: SessionDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_device_bearer)]
+    c: ContainerDep, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_device_bearer)]
 ) -> Device:
-    device = s.scalars(select(Device).where(Device.key_hash == _key(creds, "dev_", "device"))).first()
-    if device is None or not device.active:
-        raise UnauthorizedError("unknown or revoked device key")
+    """Device keys are on every gate scan's path: cached in memory for at most 30 s."""
+    key_hash = _key(creds, "dev_", "device")
+    device: Device | None = c.cache.get("device:" + key_hash)
+    if device is None:
+        with c.sessions() as s:
+            device = s.scalars(select(Device).where(Device.key_hash == key_hash)).first()
+        if device is None or not device.active:
+            raise UnauthorizedError("unknown or revoked device key")
+        c.cache.put("device:" + key_hash, device)
     return device
 
 

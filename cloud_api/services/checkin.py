@@ -6,8 +6,8 @@ import io
 from dataclasses import dataclass
 
 import segno
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from cloud_api.adapters.payments import PaymentError, PaymentTimeoutError
 from cloud_api.core.security import new_id
@@ -51,18 +51,46 @@ def qr_png(token: str) -> bytes:
     return out.getvalue()
 
 
+@dataclass(frozen=True)
+class GateInfo:
+    id: str
+    store_id: str
+    preauth_cents: int
+    currency: str
+
+
+def _gate(c: Container, s: Session, gate_id: str) -> GateInfo | None:
+    """Gates and their store's entry settings, cached in memory for 30 s (they are on every scan's path)."""
+    info: GateInfo | None = c.cache.get("gate:" + gate_id)
+    if info is None:
+        gate = s.get(Gate, gate_id)
+        store = s.get(Store, gate.store_id) if gate is not None else None
+        if gate is None or store is None:
+            return None
+        info = GateInfo(gate.id, gate.store_id, store.preauth_cents, store.currency)
+        c.cache.put("gate:" + gate_id, info)
+    return info
+
+
 class _RefusedError(Exception):
     def __init__(self, reason: str, message: str, account_id: str | None = None) -> None:
         super().__init__(message)
         self.reason, self.message, self.account_id = reason, message, account_id
 
 
+REPLAYED = "This code was already used: show a fresh code from the app."
+
+
 def scan(c: Container, device: Device, gate_id: str, token: str, party_size: int) -> GateAnswer:
-    """Open a visit for a genuine, fresh, unused code of an account in good standing; refuse otherwise."""
+    """Open a visit for a genuine, fresh, unused code of an account in good standing; refuse otherwise.
+
+    Single use: the code's nonce is stored on the visit under a unique constraint, so of two scans of
+    one code (even at the same instant on two gates) exactly one commits."""
     now = c.now_ns()
+    account_id: str | None = None
     try:
         with c.transaction() as s:
-            gate = s.get(Gate, gate_id)
+            gate = _gate(c, s, gate_id)
             if gate is None:
                 raise NotFoundError(f"gate {gate_id} is not registered: register it with `cloud-api seed`")
             if gate.store_id != device.store_id:
@@ -76,16 +104,13 @@ def scan(c: Container, device: Device, gate_id: str, token: str, party_size: int
             account = s.get(Account, claims.account_id)
             if account is None or account.standing == "closed":
                 raise _RefusedError("unknown_account", "This account is not active: contact support.")
+            account_id = account.id
             if account.standing == "flagged":
                 raise _RefusedError(
                     "account_flagged", account.flag_reason or "Settle your last visit in the app.", account.id
                 )
             if not account.payment_token:
                 raise _RefusedError("no_payment_method", "Add a payment method in the app before entering.", account.id)
-            if s.scalar(select(Visit.id).where(Visit.entry_nonce == claims.nonce)) is not None:
-                raise _RefusedError(
-                    "replayed", "This code was already used: show a fresh code from the app.", account.id
-                )
             visit = Visit(
                 id=new_id("v"),
                 store_id=gate.store_id,
@@ -96,11 +121,12 @@ def scan(c: Container, device: Device, gate_id: str, token: str, party_size: int
                 state="open",
                 opened_ns=now,
             )
-            store = s.get(Store, gate.store_id)
-            if store is not None and store.preauth_cents > 0:
+            s.add(visit)
+            s.flush()  # the unique nonce: a replayed code fails here, before any payment call
+            if gate.preauth_cents > 0:
                 try:
                     result = c.gateway.authorize(
-                        account.payment_token, store.preauth_cents, store.currency, f"{visit.id}-preauth"
+                        account.payment_token, gate.preauth_cents, gate.currency, f"{visit.id}-preauth"
                     )
                 except (PaymentTimeoutError, PaymentError) as e:
                     raise _RefusedError(
@@ -110,15 +136,22 @@ def scan(c: Container, device: Device, gate_id: str, token: str, party_size: int
                     raise _RefusedError(
                         "payment_declined", "Your payment method was declined: update it in the app.", account.id
                     )
-                visit.preauth_ref, visit.preauth_cents = result.ref, store.preauth_cents
-            s.add(visit)
+                visit.preauth_ref, visit.preauth_cents = result.ref, gate.preauth_cents
             audit(s, now, f"device:{device.id}", "gate.open", "visit", visit.id, gate_id=gate_id, party_size=party_size)
         return GateAnswer("open", visit.id, account.id, party_size, None, None)
     except _RefusedError as r:
-        with c.transaction() as s:
-            audit(
-                s, now, f"device:{device.id}", "gate.refuse", "gate", gate_id, reason=r.reason, account_id=r.account_id
-            )
-        return GateAnswer("refuse", None, r.account_id, party_size, r.reason, r.message)
-    except IntegrityError:  # the same code scanned twice at once: the other scan won
-        return GateAnswer("refuse", None, None, party_size, "replayed", "This code was already used.")
+        refusal = r
+    except IntegrityError:
+        refusal = _RefusedError("replayed", REPLAYED, account_id)
+    with c.transaction() as s:
+        audit(
+            s,
+            now,
+            f"device:{device.id}",
+            "gate.refuse",
+            "gate",
+            gate_id,
+            reason=refusal.reason,
+            account_id=refusal.account_id,
+        )
+    return GateAnswer("refuse", None, refusal.account_id, party_size, refusal.reason, refusal.message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,33 @@ from cloud_api.db.models import AuditEntry
 from cloud_api.db.session import is_postgres, make_engine, make_sessionmaker
 
 
+class TtlCache:
+    """A small in-process cache for rows that rarely change (device keys, gates): at most `ttl_s` stale,
+    so a revoked device key stops working within that time."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._items: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any | None:
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is None or time.monotonic() - hit[0] > self.ttl_s:
+            return None
+        return hit[1]
+
+    def put(self, key: str, value: Any) -> None:
+        with self._lock:
+            if len(self._items) > 10_000:
+                self._items.clear()
+            self._items[key] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
 @dataclass
 class Container:
     settings: Settings
@@ -29,6 +57,7 @@ class Container:
     email: SmtpEmailSender | None
     webhook: WebhookSender | None
     now_ns: Callable[[], int] = field(default=time.time_ns)
+    cache: TtlCache = field(default_factory=lambda: TtlCache(30.0))
 
     @property
     def entry_key(self) -> bytes:
