@@ -98,6 +98,10 @@ def accept_cart(c: Container, device: Device, visit_id: str, body: CartIn) -> di
                 for line in body.cart.lines
             ]
             s.add_all(rows)
+            confirmed = {k: q for k, q in net_quantities(sm.chargeable(_views(rows))).items() if q}
+            edge_receipt = {k: q for k, q in net_quantities((r.sku, r.quantity) for r in body.receipt).items() if q}
+            if confirmed != edge_receipt:  # the lines are what we charge; a differing summary is worth a look
+                audit(s, now, f"device:{device.id}", "cart.receipt_mismatch", "visit", visit_id, receipt=edge_receipt)
             new_state = sm.state_after_cart(visit.account_id is not None, _views(rows))
             sm.check_transition(visit.state, new_state)
             visit.state = new_state

@@ -254,3 +254,44 @@ def test_a_malformed_cart_gets_a_readable_422(client: TestClient, world: World) 
     r = client.put("/v1/edge/carts/v-1", json={"store_id": world.store_id}, headers=world.auth(world.edge_key))
     assert r.status_code == 422
     assert "visit_id" in r.json()["message"]
+
+
+def test_a_preauthorisation_at_entry_is_captured_or_replaced(
+    client: TestClient, container: Container, gateway: TestModePaymentGateway
+) -> None:
+    from decimal import Decimal
+
+    w = make_world(container, preauth=Decimal("5.00"))
+    small = enter(client, w, "alice")
+    (hold,) = gateway.intents.values()
+    assert (hold.status, hold.amount_cents) == ("requires_capture", 500)
+    put_cart(client, w, small, cart_body(w, small, [("1003", 1, "confirmed")]))  # 0.99 + 0.08 tax
+    assert (hold.status, hold.captured_cents) == ("succeeded", 107)
+    assert len(gateway.intents) == 1
+    big = enter(client, w, "bob")
+    put_cart(client, w, big, cart_body(w, big, BASKET))  # 6.69 > 5.00: the hold is released, a new charge made
+    statuses = sorted((i.status, i.captured_cents) for i in gateway.intents.values())
+    assert statuses == [("canceled", 0), ("succeeded", 107), ("succeeded", BASKET_CENTS)]
+
+
+def test_the_sweep_endpoint_runs_deadlines_and_retries(
+    client: TestClient, world: World, container: Container, clock: Clock
+) -> None:
+    visit_id = enter(client, world)
+    put_cart(client, world, visit_id, cart_body(world, visit_id, [("1004", 1, "under_review")]))
+    clock.advance(container.settings.review_deadline_s + 1)
+    assert client.post("/v1/staff/sweep", headers=world.auth(world.staff["manager"])).status_code == 403
+    r = client.post("/v1/staff/sweep", headers=world.auth(world.staff["admin"]))
+    assert visit_id in r.json()["released_holds"]
+    visits = client.get("/v1/shoppers/me/visits", headers=world.shopper("alice")).json()
+    assert visits[0]["state"] == "settled"  # nothing left to charge: every line was dropped
+
+
+def test_an_edge_receipt_that_disagrees_with_the_lines_is_audited(client: TestClient, world: World) -> None:
+    visit_id = enter(client, world)
+    body = cart_body(world, visit_id, BASKET)
+    body["receipt"] = [{"sku": "1001", "quantity": 1}]
+    put_cart(client, world, visit_id, body)
+    audit = client.get(f"/v1/staff/audit?object_id={visit_id}", headers=world.auth(world.staff["admin"])).json()
+    assert "cart.receipt_mismatch" in {a["action"] for a in audit}
+    assert _receipt(client, world)["total"] == "6.69"  # the lines are what is charged

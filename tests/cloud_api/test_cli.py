@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, select
+from sqlalchemy.orm import Session
+
+from cloud_api.cli import main
+from cloud_api.db.models import Account, Device, Product, Promotion, Store
+from tests.conftest import DEMO_STORE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_migrate_then_seed_a_sqlite_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("CLOUD_API_DATA_DIR", str(tmp_path))
+    assert main(["migrate"]) == 0
+    engine = create_engine(f"sqlite:///{tmp_path / 'cloud.db'}")
+    assert {"stores", "visits", "payments", "receipts", "disputes", "audit_log"} <= set(
+        inspect(engine).get_table_names()
+    )
+    assert (tmp_path / "secret_key.secret").read_text().strip()  # a generated dev secret, kept outside the repo
+    config = ROOT / "cloud_api" / "data" / "demo-store.yaml"
+    assert main(["seed", "--store", str(DEMO_STORE), "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "store demo: 75 products, 2 promotions" in out
+    keys = [line.split(": ")[-1] for line in out.splitlines() if line.startswith("  ")]
+    assert sum(k.startswith("dev_") for k in keys) == 2
+    assert sum(k.startswith("shp_") for k in keys) == 2
+    with Session(engine) as s:
+        store = s.get(Store, "demo")
+        assert store is not None
+        assert (store.tax_rate, store.currency) == ("0.0825", "USD")
+        water = s.get(Product, ("demo", "2012095557794"))
+        assert water is not None
+        assert water.price_cents == 269
+        assert len(list(s.scalars(select(Promotion)))) == 2
+        for device in s.scalars(select(Device)):
+            assert device.key_hash not in out  # only hashes are stored, only keys are printed
+            assert all(device.key_hash != k for k in keys)
+        assert s.scalars(select(Account).where(Account.email == "bob@example.com")).one().payment_token == "tok_decline"
+    # seeding again updates the catalogue and creates no second set of keys
+    assert main(["seed", "--store", str(DEMO_STORE)]) == 0
+    assert "New keys" not in capsys.readouterr().out
+    engine.dispose()
