@@ -211,7 +211,6 @@ class EdgeWorker:
         if not self.dedup.accept(msg):
             self.metrics.duplicates.inc()
             return False
-        self.metrics.sequence_gaps.set(self.dedup.gaps)
         try:
             ready = self.reorder.push(msg)
         except LateMessageError as e:
@@ -227,12 +226,20 @@ class EdgeWorker:
         for msg in ready:
             out.extend(self.engine.handle(msg))
         self._emit(out)
+
+    def open_visits(self) -> int:
+        return sum(1 for c in self.engine.carts.values() if c.state != "closed")
+
+    def _update_gauges(self) -> None:
+        """Once per batch, not per message: counting open carts walks them all."""
         self.metrics.lag.set(self.reorder.lag_behind_ns / NS)
-        self.metrics.open_visits.set(sum(1 for c in self.engine.carts.values() if c.state != "closed"))
+        self.metrics.open_visits.set(self.open_visits())
+        self.metrics.sequence_gaps.set(self.dedup.gaps)
 
     def flush(self) -> None:
         """Inputs have gone quiet: release what waits behind the watermark."""
         self._feed(self.reorder.flush())
+        self._update_gauges()
 
     def snapshot(self) -> int:
         """Save the whole state (engine, deduplicator, merge buffer) and delete the journal rows it
@@ -277,9 +284,9 @@ class EdgeWorker:
             if cart.state != "closed":
                 self._publish(cart_message(cart, self._header(self.engine.now_ns)), retain=True)
         self._last_input = time.monotonic()  # the broker redelivers what the journal lacks: not quiet yet
+        self._update_gauges()
         if n:
-            open_carts = sum(1 for c in self.engine.carts.values() if c.state != "closed")
-            log.info("recovered %d journaled messages; %d carts open", n, open_carts)
+            log.info("recovered %d journaled messages; %d carts open", n, self.open_visits())
         return n
 
     # --- threads -------------------------------------------------------------------------------
@@ -347,6 +354,7 @@ class EdgeWorker:
                         log.exception("error handling a message on %s", topic)
                         self._dead_letter(topic, payload, f"edge error: {type(e).__name__}: {e}", "error")
                     self._handled_id = row_id
+            self._update_gauges()
             if time.monotonic() - self._last_snapshot >= self.config.snapshot_every_s:
                 self.snapshot()
 
@@ -401,7 +409,7 @@ class HealthServer:
             "ok": connected and w._thread.is_alive(),
             "broker_connected": connected,
             "merge_lag_s": w.reorder.lag_behind_ns / NS,
-            "open_visits": sum(1 for c in w.engine.carts.values() if c.state != "closed"),
+            "open_visits": w.open_visits(),
             "outbox_depth": w.outbox.depth(),
         }
 
