@@ -49,6 +49,7 @@ def create_app(
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
         return {"status": "ok", "version": __version__}
 
     return app

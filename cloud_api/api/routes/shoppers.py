@@ -53,6 +53,7 @@ def dispute_out(d: Dispute) -> DisputeOut:
 
 @router.get("", responses=ERRORS)
 def me(account: ShopperDep) -> ShopperOut:
+    """The shopper's account: standing (good, or flagged with the reason) and whether a payment method is set."""
     return _shopper_out(account)
 
 
@@ -85,6 +86,7 @@ def entry_code(
 
 @router.get("/visits", responses=ERRORS)
 def my_visits(s: SessionDep, account: ShopperDep, limit: int = Query(default=50, ge=1, le=500)) -> list[VisitOut]:
+    """The shopper's visits, newest first, with their state and receipt id."""
     rows = s.execute(
         select(Visit, Receipt.id)
         .outerjoin(Receipt, Receipt.visit_id == Visit.id)
@@ -118,6 +120,7 @@ def pay_failed_visit(c: ContainerDep, account: ShopperDep, visit_id: str) -> Pay
 def my_receipts(
     c: ContainerDep, s: SessionDep, account: ShopperDep, limit: int = Query(default=50, ge=1, le=500)
 ) -> list[ReceiptOut]:
+    """The shopper's receipts, newest first."""
     rows = s.scalars(
         select(Receipt).where(Receipt.account_id == account.id).order_by(Receipt.created_ns.desc()).limit(limit)
     )
@@ -126,6 +129,7 @@ def my_receipts(
 
 @router.get("/receipts/{receipt_id}", responses=ERRORS)
 def my_receipt(c: ContainerDep, s: SessionDep, account: ShopperDep, receipt_id: str) -> ReceiptOut:
+    """One of the shopper's receipts; another shopper's receipt is a 404."""
     receipt = s.get(Receipt, receipt_id)
     if receipt is None or receipt.account_id != account.id:
         raise NotFoundError(f"you have no receipt {receipt_id}")
@@ -140,5 +144,6 @@ def open_dispute(c: ContainerDep, account: ShopperDep, receipt_id: str, body: Di
 
 @router.get("/disputes", responses=ERRORS)
 def my_disputes(s: SessionDep, account: ShopperDep) -> list[DisputeOut]:
+    """The shopper's disputes and their state."""
     rows = s.scalars(select(Dispute).where(Dispute.account_id == account.id).order_by(Dispute.created_ns.desc()))
     return [dispute_out(d) for d in rows]

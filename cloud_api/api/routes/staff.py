@@ -61,6 +61,7 @@ def visits_needing_staff(
     state: str = Query(default="held", description="held (lines under review), unmatched or payment_failed"),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[StaffVisitOut]:
+    """Visits that need staff, by state: held (lines under review), unmatched, payment_failed. Reviewer or above."""
     scope = _store_scope(staff, store_id)
     q = select(Visit).where(Visit.state == state)
     if scope is not None:
@@ -70,6 +71,7 @@ def visits_needing_staff(
 
 @router.get("/visits/{visit_id}", responses=ERRORS)
 def visit_detail(s: SessionDep, staff: ReviewerDep, visit_id: str) -> StaffVisitOut:
+    """One visit with every line as the edge sent it and as staff decided it. Reviewer or above."""
     v = s.get(Visit, visit_id)
     if v is None:
         raise NotFoundError(f"no visit {visit_id}")
@@ -91,6 +93,7 @@ def decide_line(
 def disputes_list(
     s: SessionDep, staff: ManagerDep, state: str = "pending_staff", store_id: str | None = None
 ) -> list[DisputeOut]:
+    """Disputes in a state (default: waiting for staff). Manager or above."""
     scope = _store_scope(staff, store_id)
     q = select(Dispute).join(Receipt, Receipt.id == Dispute.receipt_id).where(Dispute.state == state)
     if scope is not None:
@@ -100,6 +103,7 @@ def disputes_list(
 
 @router.post("/disputes/{dispute_id}/decision", responses=ERRORS)
 def decide_dispute(c: ContainerDep, staff: ManagerDep, dispute_id: str, body: DisputeDecisionIn) -> DisputeOut:
+    """Approve (refund through the payment processor) or reject a dispute. Manager or above."""
     return dispute_out(disputes.decide_dispute(c, staff, dispute_id, body.approve, body.note))
 
 
@@ -110,6 +114,7 @@ def audit_log(
     object_id: str | None = None,
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[AuditOut]:
+    """The audit log, newest first, optionally for one object. Admin."""
     q = select(AuditEntry)
     if object_id is not None:
         q = q.where(AuditEntry.object_id == object_id)
