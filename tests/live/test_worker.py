@@ -25,7 +25,7 @@ from store_edge.live.mqtt import BrokerAddress, EmbeddedBroker, MqttLink, free_p
 from store_edge.live.replay import Recorder, replay
 from store_edge.live.worker import EdgeWorker, RunningWorker, WorkerConfig
 from store_edge.protocol.codec import decode, encode
-from store_edge.protocol.messages import CartUpdate, DeadLetter, Header, WeightBatch
+from store_edge.protocol.messages import CartUpdate, DeadLetter, DeviceStatus, Header, WeightBatch
 from store_edge.recording.mcap_io import read_messages
 from tests.conftest import DEMO_STORE, ROOT
 
@@ -210,13 +210,21 @@ def test_worker_killed_mid_stream_rebuilds_its_carts(
 ) -> None:
     worker_id = f"edge-kill-{uuid.uuid4().hex[:8]}"
     carts: dict[str, CartUpdate] = {}
+    online: list[str] = []  # boot ids of the worker's 'online' announcements
 
     def on_cart(topic: str, payload: bytes, mid: int) -> None:
         msg = decode(topic, payload)
         if isinstance(msg, CartUpdate) and msg.header.device_id == worker_id:
             carts[msg.visit_id] = msg
+        if isinstance(msg, DeviceStatus) and msg.header.device_id == worker_id and msg.status == "online":
+            online.append(msg.header.boot_id)
 
-    watcher = MqttLink(broker, f"watch-{worker_id}", on_message=on_cart, subscriptions=("cl/v1/demo/cart/+",)).start()
+    watcher = MqttLink(
+        broker,
+        f"watch-{worker_id}",
+        on_message=on_cart,
+        subscriptions=("cl/v1/demo/cart/+", f"cl/v1/demo/status/{worker_id}"),
+    ).start()
     watcher.subscribed.wait(10)
     cmd = [
         sys.executable, "-m", "store_edge.cli", "run", "--store", str(DEMO_STORE), "--broker", broker.url,
@@ -225,10 +233,10 @@ def test_worker_killed_mid_stream_rebuilds_its_carts(
     ]  # fmt: skip
     msgs = [m for m in read_messages(RECORDING) if not m.topic.startswith("truth/")]
     pub = MqttLink(broker, f"pub-{worker_id}").start()
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, text=True)
     try:
-        wait_for(lambda: "state in" in (proc.stderr.readline() if proc.stderr else ""), 30, "the worker to start")
-        time.sleep(2)  # connected and subscribed (its persistent session then queues what it misses)
+        # connected and subscribed: its persistent session then queues what it misses
+        wait_for(lambda: len(online) == 1, 60, "the worker to come online")
         half = len(msgs) // 2
         for i, m in enumerate(msgs[:half]):
             info = pub.publish(m.topic, m.data)
@@ -245,7 +253,9 @@ def test_worker_killed_mid_stream_rebuilds_its_carts(
         for m in msgs[half:down]:
             pub.publish(m.topic, m.data).wait_for_publish(10)
         proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, text=True)
-        time.sleep(3)
+        # recovered and back on the broker before the store's traffic resumes (a slow start would let
+        # the broker's per-client queue overflow, which no worker can undo)
+        wait_for(lambda: len(online) == 2, 60, "the restarted worker to come online")
         for i, m in enumerate(msgs[down:]):
             info = pub.publish(m.topic, m.data)
             if i % 200 == 199:
