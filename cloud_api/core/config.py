@@ -57,7 +57,7 @@ class Settings:
     payment_gateway: str = "test"  # "test" or "stripe"
     stripe_api_key: str | None = None
     stripe_api_base: str | None = None
-    payment_timeout_s: float = 10.0
+    payment_timeout_s: float = 5.0  # below the edge's 10 s request timeout
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_from: str = "receipts@cashierless.invalid"

@@ -40,6 +40,7 @@ from cloud_api.services.container import Container, audit
 from cloud_api.services.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
 
 CHARGE_LEASE_NS = 60 * 10**9
+MAX_ATTEMPTS = 3
 
 
 def _lock_visit(c: Container, s: Session, visit_id: str) -> Visit | None:
@@ -69,6 +70,16 @@ def accept_cart(c: Container, device: Device, visit_id: str, body: CartIn) -> di
             visit = _lock_visit(c, s, visit_id)  # first the lock, then the look: a concurrent PUT waits here
             existing = s.get(Cart, visit_id)
             if existing is not None:
+                if existing.payload != body.model_dump(mode="json"):  # kept: the first cart is the one settled
+                    audit(
+                        s,
+                        now,
+                        f"device:{device.id}",
+                        "cart.repeat_differs",
+                        "visit",
+                        visit_id,
+                        payload=body.model_dump(mode="json"),
+                    )
                 return existing.response
             if visit is None:
                 visit = Visit(
@@ -277,8 +288,27 @@ def settle(c: Container, visit_id: str) -> str | None:
     except PaymentTimeoutError as e:
         error = f"timeout: {e}"
     except PaymentError as e:
-        error = f"processor error: {e}"
+        return _record_processor_error(c, visit_id, payment_id, str(e))
     return _record_outcome(c, visit_id, payment_id, result, error)
+
+
+def _record_processor_error(c: Container, visit_id: str, payment_id: str, error: str) -> str:
+    """The processor refused the request itself (an expired hold, a bad reference): the next attempt
+    charges the payment method afresh under a new key; after MAX_ATTEMPTS it waits for staff."""
+    now = c.now_ns()
+    with c.transaction() as s:
+        visit = _lock_visit(c, s, visit_id)
+        payment = s.get(Payment, payment_id)
+        assert visit is not None
+        assert payment is not None
+        payment.error, payment.claimed_ns, payment.updated_ns = f"processor error: {error}", None, now
+        if payment.attempt >= MAX_ATTEMPTS:
+            payment.state = "error"
+            visit.flag_reason = f"payment failed {payment.attempt} times ({error}): needs staff"
+        else:
+            payment.state, payment.attempt = "pending", payment.attempt + 1
+        audit(s, now, "system", "payment.error", "visit", visit_id, error=error, attempt=payment.attempt)
+        return visit.state
 
 
 def _record_outcome(

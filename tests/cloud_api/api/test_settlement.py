@@ -295,3 +295,34 @@ def test_an_edge_receipt_that_disagrees_with_the_lines_is_audited(client: TestCl
     audit = client.get(f"/v1/staff/audit?object_id={visit_id}", headers=world.auth(world.staff["admin"])).json()
     assert "cart.receipt_mismatch" in {a["action"] for a in audit}
     assert _receipt(client, world)["total"] == "6.69"  # the lines are what is charged
+
+
+def test_an_expired_hold_is_replaced_by_a_fresh_charge(
+    client: TestClient, container: Container, gateway: TestModePaymentGateway
+) -> None:
+    from decimal import Decimal
+
+    w = make_world(container, preauth=Decimal("20.00"))
+    visit_id = enter(client, w)
+    (hold,) = gateway.intents.values()
+    hold.status = "canceled"  # the processor let the authorisation lapse
+    assert put_cart(client, w, visit_id, cart_body(w, visit_id, BASKET))["state"] == "charging"
+    (payment,) = _payments(container, visit_id)
+    assert (payment.state, payment.attempt) == ("pending", 2)
+    assert "cannot be captured" in (payment.error or "")
+    settlement.retry_unsettled(container)
+    (payment,) = _payments(container, visit_id)
+    assert payment.state == "succeeded"
+    assert gateway.captured_total() == BASKET_CENTS
+
+
+def test_a_repeat_with_a_different_cart_keeps_the_first_and_is_audited(
+    client: TestClient, world: World, gateway: TestModePaymentGateway
+) -> None:
+    visit_id = enter(client, world)
+    first = put_cart(client, world, visit_id, cart_body(world, visit_id, BASKET))
+    second = put_cart(client, world, visit_id, cart_body(world, visit_id, [("1004", 5, "confirmed")]))
+    assert second == first
+    assert gateway.captured_total() == BASKET_CENTS
+    audit = client.get(f"/v1/staff/audit?object_id={visit_id}", headers=world.auth(world.staff["admin"])).json()
+    assert "cart.repeat_differs" in {a["action"] for a in audit}
