@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed.add_argument("--store", required=True, help="store layout YAML (sample_data/stores/demo.yaml)")
     seed.add_argument("--config", help="cloud-side store settings YAML: tax_rate, preauth, promotions")
     seed.add_argument("--no-demo-accounts", action="store_true")
+    seed.add_argument("--shoppers", type=int, default=0, help="also create N test-mode shopper accounts")
+    seed.add_argument("--json", action="store_true", help="print the new keys as JSON (for scripts)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -45,7 +48,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         c = build_container(settings)
         migrate.upgrade(c.engine)
-        result = run_seed(c, args.store, StoreConfig.load(args.config), demo_accounts=not args.no_demo_accounts)
+        result = run_seed(
+            c,
+            args.store,
+            StoreConfig.load(args.config),
+            demo_accounts=not args.no_demo_accounts,
+            shoppers=args.shoppers,
+        )
+        if args.json:
+            keys = {"devices": result.devices, "staff": result.staff, "shoppers": result.shoppers}
+            print(json.dumps({"store_id": result.store_id} | keys, indent=2))
+            return 0
         print(f"store {result.store_id}: {result.products} products, {result.promotions} promotions")
         if result.keys:
             print("New keys (shown once, stored hashed):")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import jinja2
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cloud_api.adapters.notify import DeliveryError
@@ -170,8 +170,3 @@ def deliver_pending(c: Container, receipt_id: str | None = None) -> int:
                     backoff = c.settings.webhook_first_backoff_s * 2 ** (delivery.attempts - 1)
                     delivery.next_attempt_ns = done + round(backoff * 1e9)
     return sent
-
-
-def pending_deliveries(c: Container) -> int:
-    with c.sessions() as s:
-        return len(list(s.scalars(select(Delivery.id).where(or_(Delivery.state == "pending")))))

@@ -47,6 +47,12 @@ class SeedResult:
     products: int
     promotions: int
     keys: dict[str, str]  # label -> key, only for what was created now
+    devices: dict[str, str] = field(default_factory=dict)
+    """Device kind (gate, edge) -> key, for devices created now."""
+    staff: dict[str, str] = field(default_factory=dict)
+    """Role -> key, for staff created now."""
+    shoppers: list[dict[str, str]] = field(default_factory=list)
+    """Accounts created now: account_id, email, payment_token, key."""
 
 
 DEMO_SHOPPERS = (
@@ -56,10 +62,15 @@ DEMO_SHOPPERS = (
 DEMO_STAFF = (("reviewer", "reviewer"), ("manager", "manager"), ("admin", "admin"))
 
 
-def seed(c: Container, store_file: str | Path, config: StoreConfig, demo_accounts: bool = True) -> SeedResult:
+def seed(
+    c: Container, store_file: str | Path, config: StoreConfig, demo_accounts: bool = True, shoppers: int = 0
+) -> SeedResult:
+    """`shoppers`: that many more test-mode accounts (acct-shopper-001, ...; card token tok_visa), for
+    demos and load tests that need one account per shopper."""
     layout = load_store(store_file)
     now = c.now_ns()
     keys: dict[str, str] = {}
+    result = SeedResult(layout.store_id, len(layout.products), len(config.promotions), keys)
     catalogue = {p.sku for p in layout.products}
     for promo in config.promotions:
         if promo.sku not in catalogue:
@@ -93,8 +104,13 @@ def seed(c: Container, store_file: str | Path, config: StoreConfig, demo_account
                 key = new_api_key("dev")
                 s.add(Device(id=device_id, store_id=store.id, kind=kind, key_hash=hash_api_key(key), created_ns=now))
                 keys[f"device {device_id}"] = key
-        if demo_accounts:
-            for short, name, email, token in DEMO_SHOPPERS:
+                result.devices[kind] = key
+        extra = [
+            (f"shopper-{i:03d}", f"Shopper {i:03d}", f"shopper-{i:03d}@example.com", "tok_visa")
+            for i in range(1, shoppers + 1)
+        ]
+        if demo_accounts or extra:
+            for short, name, email, token in (DEMO_SHOPPERS if demo_accounts else ()) + tuple(extra):
                 if s.scalars(select(Account).where(Account.email == email)).first() is None:
                     key = new_api_key("shp")
                     s.add(
@@ -108,6 +124,10 @@ def seed(c: Container, store_file: str | Path, config: StoreConfig, demo_account
                         )
                     )
                     keys[f"shopper acct-{short} ({email}, {token})"] = key
+                    result.shoppers.append(
+                        {"account_id": f"acct-{short}", "email": email, "payment_token": token, "key": key}
+                    )
+        if demo_accounts:
             for short, role in DEMO_STAFF:
                 staff_id = f"{store.id}-{short}" if role != "admin" else "admin"
                 if s.get(Staff, staff_id) is None:
@@ -124,6 +144,7 @@ def seed(c: Container, store_file: str | Path, config: StoreConfig, demo_account
                         )
                     )
                     keys[f"staff {staff_id} ({role})"] = key
+                    result.staff[role] = key
         audit(
             s,
             now,
@@ -134,4 +155,4 @@ def seed(c: Container, store_file: str | Path, config: StoreConfig, demo_account
             products=len(layout.products),
             promotions=len(config.promotions),
         )
-    return SeedResult(layout.store_id, len(layout.products), len(config.promotions), keys)
+    return result

@@ -60,6 +60,8 @@ def accept_cart(c: Container, device: Device, visit_id: str, body: CartIn) -> di
         raise BadRequestError(
             f"the body is for visit {body.visit_id} (cart {body.cart.visit_id}), the URL for {visit_id}"
         )
+    if device.kind != "edge":
+        raise ForbiddenError(f"device {device.id} is a {device.kind}: only the store's edge worker sends carts")
     if body.store_id != device.store_id:
         raise ForbiddenError(f"this device key belongs to store {device.store_id}, the cart to store {body.store_id}")
     if len({line.line_id for line in body.cart.lines}) != len(body.cart.lines):

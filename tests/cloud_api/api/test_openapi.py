@@ -17,8 +17,10 @@ from tests.cloud_api.conftest import World
 
 
 def _key_for(path: str, w: World) -> str:
-    if path.startswith(("/v1/gates", "/v1/edge")):
+    if path.startswith("/v1/gates"):
         return w.gate_key
+    if path.startswith("/v1/edge"):
+        return w.edge_key
     if path.startswith("/v1/shoppers"):
         return w.shoppers["alice"][1]
     return w.staff["admin"]

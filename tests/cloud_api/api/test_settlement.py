@@ -97,6 +97,9 @@ def test_a_cart_for_another_store_is_forbidden(client: TestClient, world: World,
     body = cart_body(world, visit_id, BASKET)
     r = client.put(f"/v1/edge/carts/{visit_id}", json=body, headers=other.auth(other.edge_key))
     assert r.status_code == 403
+    r = client.put(f"/v1/edge/carts/{visit_id}", json=body, headers=world.auth(world.gate_key))
+    assert r.status_code == 403
+    assert "edge worker" in r.json()["message"]
     assert _payments(container, visit_id) == []
     r = client.put(
         f"/v1/edge/carts/{visit_id}", json=body, headers=world.auth(world.edge_key) | {"Idempotency-Key": "x"}
