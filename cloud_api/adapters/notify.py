@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import smtplib
+import ssl
 import time
 from email.message import EmailMessage
 from typing import Any
@@ -20,8 +21,21 @@ class DeliveryError(Exception):
 
 
 class SmtpEmailSender:
-    def __init__(self, host: str, port: int, sender: str, timeout_s: float = 10.0) -> None:
+    """Plain SMTP, or STARTTLS (verified against the system CAs or `ca_file`), with optional login."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sender: str,
+        timeout_s: float = 10.0,
+        starttls: bool = False,
+        user: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
+    ) -> None:
         self.host, self.port, self.sender, self.timeout_s = host, port, sender, timeout_s
+        self.starttls, self.user, self.password, self.ca_file = starttls, user, password, ca_file
 
     def send(self, to: str, subject: str, text: str, html: str) -> None:
         msg = EmailMessage()
@@ -30,6 +44,10 @@ class SmtpEmailSender:
         msg.add_alternative(html, subtype="html")
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
+                if self.starttls:
+                    smtp.starttls(context=ssl.create_default_context(cafile=self.ca_file))
+                if self.user:
+                    smtp.login(self.user, self.password or "")
                 smtp.send_message(msg)
         except (OSError, smtplib.SMTPException) as e:
             raise DeliveryError(f"SMTP {self.host}:{self.port}: {e}") from e

@@ -43,6 +43,12 @@ def _secret(name: str, data_dir: Path) -> str:
     return value
 
 
+def _optional_secret(name: str) -> str | None:
+    env_name = f"CLOUD_API_{name.upper()}"
+    file_name = _env(env_name + "_FILE")
+    return _env(env_name) or (Path(file_name).read_text().strip() if file_name else None)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -61,6 +67,10 @@ class Settings:
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_from: str = "receipts@cashierless.invalid"
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_ca_file: str | None = None
     webhook_url: str | None = None
     webhook_attempts: int = 5
     webhook_first_backoff_s: float = 0.2
@@ -95,6 +105,10 @@ def load_settings() -> Settings:
         smtp_host=_env("CLOUD_API_SMTP_HOST"),
         smtp_port=int(smtp_port) if smtp_port else 25,
         smtp_from=_env("CLOUD_API_SMTP_FROM", "receipts@cashierless.invalid") or "",
+        smtp_starttls=(_env("CLOUD_API_SMTP_STARTTLS", "0") or "0").lower() in ("1", "true", "yes"),
+        smtp_user=_env("CLOUD_API_SMTP_USER"),
+        smtp_password=_optional_secret("smtp_password"),
+        smtp_ca_file=_env("CLOUD_API_SMTP_CA_FILE"),
         webhook_url=_env("CLOUD_API_WEBHOOK_URL"),
         auto_refund_limit=Decimal(_env("CLOUD_API_AUTO_REFUND_LIMIT", "5.00") or "5.00"),
     )

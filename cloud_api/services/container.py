@@ -96,7 +96,19 @@ def build_container(
     settings: Settings, gateway: PaymentGateway | None = None, engine: Engine | None = None
 ) -> Container:
     engine = engine or make_engine(settings)
-    email = SmtpEmailSender(settings.smtp_host, settings.smtp_port, settings.smtp_from) if settings.smtp_host else None
+    email = (
+        SmtpEmailSender(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_from,
+            starttls=settings.smtp_starttls,
+            user=settings.smtp_user,
+            password=settings.smtp_password,
+            ca_file=settings.smtp_ca_file,
+        )
+        if settings.smtp_host
+        else None
+    )
     webhook = (
         WebhookSender(settings.webhook_url, settings.webhook_secret, settings.webhook_timeout_s)
         if settings.webhook_url
