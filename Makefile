@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out
 
-.PHONY: venv demo test lint check recordings stores schemas clean
+.PHONY: venv demo pictures test lint check recordings stores schemas clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Simulate a store, print what happened, draw it, and score the fusion engine on it.
+# The whole store on this machine: MQTT broker, cloud API, edge worker and gate, a recording replayed
+# through them; prints each receipt as it is sent and the score against the ground truth (Ctrl-C to stop).
 demo: $(STAMP)
+	$(VENV)/bin/store-edge demo --out $(OUT)/demo
+
+# Simulate the scripted hard cases and a random session, draw them, and score the fusion engine offline.
+pictures: $(STAMP)
 	mkdir -p $(OUT)
 	$(VENV)/bin/store-edge simulate --store sample_data/stores/demo.yaml \
 	    --scenario sample_data/scenarios/demo-hard-cases.yaml --out $(OUT)/demo-hard-cases.mcap

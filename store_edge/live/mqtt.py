@@ -131,6 +131,7 @@ class MqttLink:
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1, retain=True)
         self._on_message = on_message
+        self._stopping = False
         self.client.on_connect = self._connected
         self.client.on_disconnect = self._disconnected
         self.client.on_subscribe = lambda *_: self.subscribed.set()
@@ -150,6 +151,8 @@ class MqttLink:
     def _disconnected(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self.connected.clear()
         self.subscribed.clear()
+        if self._stopping:
+            return
         log.warning("MQTT disconnected from %s (%s); reconnecting", self.address.url, reason)
 
     def _message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
@@ -173,5 +176,6 @@ class MqttLink:
         self.client.ack(mid, 1)
 
     def stop(self) -> None:
+        self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
