@@ -303,6 +303,8 @@ def _record_processor_error(c: Container, visit_id: str, payment_id: str, error:
         payment = s.get(Payment, payment_id)
         assert visit is not None
         assert payment is not None
+        if payment.state != "charging":
+            return visit.state
         payment.error, payment.claimed_ns, payment.updated_ns = f"processor error: {error}", None, now
         if payment.attempt >= MAX_ATTEMPTS:
             payment.state = "error"
@@ -322,6 +324,8 @@ def _record_outcome(
         payment = s.get(Payment, payment_id)
         assert visit is not None
         assert payment is not None
+        if payment.state != "charging" or visit.state != "charging":
+            return visit.state  # our lease ran out and another worker recorded the (same, idempotent) outcome
         account = s.get(Account, payment.account_id)
         assert account is not None
         payment.updated_ns = now

@@ -329,3 +329,20 @@ def test_a_repeat_with_a_different_cart_keeps_the_first_and_is_audited(
     assert gateway.captured_total() == BASKET_CENTS
     audit = client.get(f"/v1/staff/audit?object_id={visit_id}", headers=world.auth(world.staff["admin"])).json()
     assert "cart.repeat_differs" in {a["action"] for a in audit}
+
+
+def test_a_late_outcome_after_the_lease_ran_out_is_not_recorded_twice(
+    client: TestClient, world: World, container: Container, gateway: TestModePaymentGateway
+) -> None:
+    from cloud_api.adapters.payments import PaymentResult
+
+    visit_id = enter(client, world)
+    put_cart(client, world, visit_id, cart_body(world, visit_id, BASKET))
+    (payment,) = _payments(container, visit_id)
+    assert payment.state == "succeeded"
+    # a worker whose lease expired comes back with the same (replayed) answer: nothing changes
+    late = PaymentResult("succeeded", payment.processor_ref, BASKET_CENTS)
+    assert settlement._record_outcome(container, visit_id, payment.id, late, None) == "settled"
+    assert settlement._record_processor_error(container, visit_id, payment.id, "late") == "settled"
+    (again,) = _payments(container, visit_id)
+    assert (again.state, again.attempt, again.error) == ("succeeded", 1, None)
