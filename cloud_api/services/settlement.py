@@ -152,14 +152,15 @@ def accept_cart(c: Container, device: Device, visit_id: str, body: CartIn) -> di
             return cart.response
 
 
-def _catalogue(s: Session, store_id: str) -> tuple[dict[str, CatalogueItem], dict[str, MultiBuy]]:
+def _catalogue(s: Session, store_id: str, skus: set[str]) -> tuple[dict[str, CatalogueItem], dict[str, MultiBuy]]:
+    """Prices and promotions of the SKUs on one receipt (not the whole catalogue)."""
     catalogue = {
         p.sku: CatalogueItem(p.sku, p.name, from_cents(p.price_cents))
-        for p in s.scalars(select(Product).where(Product.store_id == store_id))
+        for p in s.scalars(select(Product).where(Product.store_id == store_id, Product.sku.in_(skus)))
     }
     promotions = {
         p.sku: MultiBuy(p.sku, p.quantity, from_cents(p.price_cents))
-        for p in s.scalars(select(Promotion).where(Promotion.store_id == store_id))
+        for p in s.scalars(select(Promotion).where(Promotion.store_id == store_id, Promotion.sku.in_(skus)))
     }
     return catalogue, promotions
 
@@ -169,8 +170,9 @@ def _build_receipt(c: Container, s: Session, visit: Visit, now: int) -> Receipt:
     assert store is not None
     assert visit.account_id is not None
     lines = list(s.scalars(select(CartLine).where(CartLine.visit_id == visit.id).order_by(CartLine.id)))
-    catalogue, promotions = _catalogue(s, visit.store_id)
-    priced = price_receipt(net_quantities(sm.chargeable(_views(lines))), catalogue, promotions, Decimal(store.tax_rate))
+    quantities = net_quantities(sm.chargeable(_views(lines)))
+    catalogue, promotions = _catalogue(s, visit.store_id, set(quantities))
+    priced = price_receipt(quantities, catalogue, promotions, Decimal(store.tax_rate))
     receipt = Receipt(
         id=new_id("r"),
         visit_id=visit.id,
