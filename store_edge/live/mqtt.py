@@ -115,6 +115,7 @@ class MqttLink:
         self.skip_retained = skip_retained
         """Drop the retained messages a broker hands over on subscribing (state from before, not traffic)."""
         self.retained_skipped = 0
+        self.misrouted = 0
         self.subscriptions = subscriptions
         self.connected = threading.Event()
         self.subscribed = threading.Event()
@@ -159,6 +160,10 @@ class MqttLink:
         assert self._on_message is not None
         if self.skip_retained and message.retain:
             self.retained_skipped += 1
+            return
+        if self.subscriptions and not any(mqtt.topic_matches_sub(sub, message.topic) for sub in self.subscriptions):
+            # amqtt 0.12 hands a new subscriber retained messages of other topics: not ours, not used
+            self.misrouted += 1
             return
         self._on_message(message.topic, bytes(message.payload), message.mid)
 
