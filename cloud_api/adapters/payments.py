@@ -75,7 +75,8 @@ class TestModePaymentGateway(PaymentGateway):
     Tokens: `tok_visa` (and any other `tok_ok...`) succeed; `tok_decline` is declined;
     `tok_timeout` never answers in time; `tok_timeout_once` records the authorisation but times out on
     the first call (the response is lost), then answers normally: a retry with the same key must find
-    the first authorisation rather than make a second.
+    the first authorisation rather than make a second; `tok_refund_timeout_once` pays normally but
+    loses the answer of each refund's first call.
     """
 
     __test__ = False  # not a pytest class
@@ -172,6 +173,9 @@ class TestModePaymentGateway(PaymentGateway):
             intent.events.append(f"refund {amount_cents}")
             done = PaymentResult("refunded", "re_test_" + secrets.token_hex(8), amount_cents)
             self._results[idempotency_key] = done
+            if intent.token == "tok_refund_timeout_once":
+                self._lost_once.add(idempotency_key)
+                raise PaymentTimeoutError("test processor: the refund's answer was lost once")
             return done
 
     def captured_total(self) -> int:

@@ -19,7 +19,7 @@ class DisputeOut(BaseModel):
     sku: str
     quantity: int
     amount: Money
-    state: Literal["pending_staff", "refunding", "refunded", "rejected", "refund_failed"]
+    state: Literal["pending_staff", "refunding", "refund_pending", "refunded", "rejected", "refund_failed"]
     route_reason: str
     created_ns: int
 

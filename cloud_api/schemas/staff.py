@@ -50,4 +50,5 @@ class AuditOut(BaseModel):
 class SweepOut(BaseModel):
     released_holds: list[str]
     retried_payments: list[str]
+    retried_refunds: list[str]
     deliveries_sent: int

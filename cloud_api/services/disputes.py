@@ -115,20 +115,28 @@ def _refund(c: Container, dispute_id: str, decided_by: str) -> Dispute:
         receipt = s.get(Receipt, dispute.receipt_id)
         assert receipt is not None
         payment = s.scalars(select(Payment).where(Payment.visit_id == receipt.visit_id)).one()
+    timed_out = False
     try:
         assert payment.processor_ref is not None
         result = c.gateway.refund(payment.processor_ref, dispute.amount_cents, f"refund-{dispute_id}")
         error = None
-    except (PaymentTimeoutError, PaymentError) as e:
+    except PaymentTimeoutError as e:
+        result, error, timed_out = None, str(e), True
+    except PaymentError as e:
         result, error = None, str(e)
     now = c.now_ns()
     with c.transaction() as s:
-        dispute = s.get(Dispute, dispute_id)
-        receipt = s.get(Receipt, dispute.receipt_id) if dispute else None
+        q = select(Dispute).where(Dispute.id == dispute_id)
+        dispute = s.scalars(q.with_for_update() if c.postgres else q).first()
         assert dispute is not None
+        if dispute.state == "refunded":  # a concurrent retry recorded the same (idempotent) refund
+            return dispute
+        receipt = s.get(Receipt, dispute.receipt_id)
         assert receipt is not None
         dispute.decided_by, dispute.decided_ns = decided_by, now
-        if result is None:
+        if result is None and timed_out:
+            dispute.state = "refund_pending"  # retried by the sweeper with the same idempotency key
+        elif result is None:
             dispute.state = "refund_failed"
             dispute.route_reason += f"; refund failed: {error}"
         else:
@@ -152,8 +160,18 @@ def _refund(c: Container, dispute_id: str, decided_by: str) -> Dispute:
             "dispute",
             dispute_id,
             amount_cents=dispute.amount_cents,
+            error=error,
         )
     return dispute
+
+
+def retry_refunds(c: Container) -> list[str]:
+    """Refunds whose processor call timed out: asked again under the same key, so made at most once."""
+    with c.sessions() as s:
+        pending = list(s.execute(select(Dispute.id, Dispute.decided_by).where(Dispute.state == "refund_pending")))
+    for dispute_id, decided_by in pending:
+        _refund(c, dispute_id, decided_by or "auto")
+    return [dispute_id for dispute_id, _ in pending]
 
 
 def decide_dispute(c: Container, staff: Staff, dispute_id: str, approve: bool, note: str) -> Dispute:

@@ -6,7 +6,7 @@ import logging
 import threading
 
 from cloud_api.schemas.staff import SweepOut
-from cloud_api.services import receipts, settlement
+from cloud_api.services import disputes, receipts, settlement
 from cloud_api.services.container import Container
 
 log = logging.getLogger(__name__)
@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 def run_due(c: Container) -> SweepOut:
     released = settlement.release_expired_holds(c)
     retried = settlement.retry_unsettled(c)
+    refunds = disputes.retry_refunds(c)
     sent = receipts.deliver_pending(c)
-    return SweepOut(released_holds=released, retried_payments=retried, deliveries_sent=sent)
+    return SweepOut(released_holds=released, retried_payments=retried, retried_refunds=refunds, deliveries_sent=sent)
 
 
 class Sweeper:

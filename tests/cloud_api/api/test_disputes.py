@@ -110,3 +110,27 @@ def test_automatic_refunds_are_limited_per_month(client: TestClient, container: 
         )
         states.append(d.json()["state"])
     assert states == ["refunded"] * container.settings.auto_refunds_per_30_days + ["pending_staff"]
+
+
+def test_a_refund_whose_answer_was_lost_is_retried_and_made_once(
+    client: TestClient, container: Container, gateway: TestModePaymentGateway
+) -> None:
+    from cloud_api.services.disputes import retry_refunds
+
+    w = make_world(container, tokens={"alice": "tok_refund_timeout_once"})
+    receipt = _paid_receipt(client, w)
+    r = client.post(
+        f"/v1/shoppers/me/receipts/{receipt['receipt_id']}/disputes",
+        json={"sku": "1001", "reason": "one fell on the floor"},
+        headers=w.shopper("alice"),
+    )
+    dispute = r.json()
+    assert (dispute["state"], dispute["amount"]) == ("refund_pending", "0.77")
+    assert retry_refunds(container) == [dispute["dispute_id"]]
+    assert retry_refunds(container) == []
+    (intent,) = gateway.intents.values()
+    assert intent.refunded_cents == 77  # the processor made it once; the retry found it by its key
+    mine = client.get("/v1/shoppers/me/disputes", headers=w.shopper("alice")).json()
+    assert [d["state"] for d in mine] == ["refunded"]
+    again = client.get(f"/v1/shoppers/me/receipts/{receipt['receipt_id']}", headers=w.shopper("alice")).json()
+    assert again["refunded"] == "0.77"
