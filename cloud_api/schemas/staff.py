@@ -52,3 +52,17 @@ class SweepOut(BaseModel):
     retried_payments: list[str]
     retried_refunds: list[str]
     deliveries_sent: int
+
+
+class DeviceIn(BaseModel):
+    store_id: str = Field(min_length=1, max_length=64)
+    kind: Literal["edge", "gate"]
+    device_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    store_id: str
+    kind: str
+    active: bool
+    api_key: str | None = Field(default=None, description="shown once, when the device is created; stored hashed")

@@ -10,8 +10,17 @@ from cloud_api.api.errors import ERRORS
 from cloud_api.api.routes.shoppers import dispute_out
 from cloud_api.db.models import AuditEntry, CartLine, Dispute, Receipt, Staff, Visit
 from cloud_api.schemas.dispute import DisputeDecisionIn, DisputeOut
-from cloud_api.schemas.staff import AuditOut, LineDecisionIn, LineDecisionOut, LineOut, StaffVisitOut, SweepOut
-from cloud_api.services import disputes, settlement
+from cloud_api.schemas.staff import (
+    AuditOut,
+    DeviceIn,
+    DeviceOut,
+    LineDecisionIn,
+    LineDecisionOut,
+    LineOut,
+    StaffVisitOut,
+    SweepOut,
+)
+from cloud_api.services import devices, disputes, settlement
 from cloud_api.services.errors import ForbiddenError, NotFoundError
 from cloud_api.services.worker import run_due
 
@@ -136,3 +145,17 @@ def audit_log(
 def sweep(c: ContainerDep, staff: AdminDep) -> SweepOut:
     """Run the periodic work now: review deadlines, payment retries, receipt deliveries."""
     return run_due(c)
+
+
+@router.post("/devices", status_code=201, responses=ERRORS)
+def create_device(c: ContainerDep, staff: ManagerDep, body: DeviceIn) -> DeviceOut:
+    """Register an edge worker or gate controller of a store; its API key is in this answer only. Manager or above."""
+    device, key = devices.create_device(c, staff, body.store_id, body.kind, body.device_id)
+    return DeviceOut(device_id=device.id, store_id=device.store_id, kind=device.kind, active=True, api_key=key)
+
+
+@router.delete("/devices/{device_id}", responses=ERRORS)
+def revoke_device(c: ContainerDep, staff: ManagerDep, device_id: str) -> DeviceOut:
+    """Revoke a device key (at once in this server process; everywhere within 30 s). Manager or above."""
+    device = devices.revoke_device(c, staff, device_id)
+    return DeviceOut(device_id=device.id, store_id=device.store_id, kind=device.kind, active=device.active)
