@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import cv2
 import numpy as np
@@ -116,16 +115,6 @@ def test_party_size_is_validated(client: TestClient, world: World) -> None:
     )
     assert r.status_code == 422
     assert "party_size" in r.json()["message"]
-
-
-def test_gate_decision_is_fast(client: TestClient, world: World) -> None:
-    tokens = [_code(client, world) for _ in range(20)]
-    times = []
-    for token in tokens:
-        t0 = time.perf_counter()
-        assert _scan(client, world, token)["decision"] == "open"
-        times.append(time.perf_counter() - t0)
-    assert sorted(times)[len(times) // 2] < 0.1  # median well inside the 100 ms answer budget
 
 
 def test_preauthorisation_at_entry_refuses_a_declined_card(client: TestClient, container: Container) -> None:
