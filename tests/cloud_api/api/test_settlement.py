@@ -346,3 +346,14 @@ def test_a_late_outcome_after_the_lease_ran_out_is_not_recorded_twice(
     assert settlement._record_processor_error(container, visit_id, payment.id, "late") == "settled"
     (again,) = _payments(container, visit_id)
     assert (again.state, again.attempt, again.error) == ("succeeded", 1, None)
+
+
+def test_absurd_quantities_are_refused_before_anything_is_stored(
+    client: TestClient, world: World, container: Container
+) -> None:
+    visit_id = enter(client, world)
+    body = cart_body(world, visit_id, [("1001", 10**15, "confirmed")])
+    r = client.put(f"/v1/edge/carts/{visit_id}", json=body, headers=world.auth(world.edge_key))
+    assert r.status_code == 422
+    assert "quantity" in r.json()["message"]
+    assert put_cart(client, world, visit_id, cart_body(world, visit_id, BASKET))["state"] == "charging"
