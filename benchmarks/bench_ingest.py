@@ -190,6 +190,20 @@ class CartListener:
                 self.new_lines.append((now, msg, fresh))
 
 
+def wait_healthy(port: int, worker: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
+    """Until the worker answers /healthz with 200: store loaded, broker connected, threads running."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if worker.poll() is not None:
+            raise SystemExit(f"the worker exited with code {worker.returncode} while starting")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"the worker was not healthy within {timeout_s:.0f} s")
+
+
 def metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
@@ -228,13 +242,7 @@ def main() -> None:
         )  # fmt: skip
         listener = CartListener(broker, store.store_id, worker_id)
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if metric(health, "edge_outbox_depth") >= 0:
-                        break
-                except OSError:
-                    time.sleep(0.2)
+            wait_healthy(health, worker)
             listener.link.start()
             listener.link.subscribed.wait(10)
             time.sleep(1.0)

@@ -161,8 +161,13 @@ class MqttLink:
         if self.skip_retained and message.retain:
             self.retained_skipped += 1
             return
-        if self.subscriptions and not any(mqtt.topic_matches_sub(sub, message.topic) for sub in self.subscriptions):
+        if (
+            message.retain
+            and self.subscriptions
+            and not any(mqtt.topic_matches_sub(sub, message.topic) for sub in self.subscriptions)
+        ):
             # amqtt 0.12 hands a new subscriber retained messages of other topics: not ours, not used
+            # (checked on retained messages only: paho's matcher costs more than the rest of this path)
             self.misrouted += 1
             return
         self._on_message(message.topic, bytes(message.payload), message.mid)
