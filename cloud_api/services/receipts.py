@@ -121,13 +121,13 @@ def _claim(c: Container, delivery_id: int, now: int) -> bool:
         return bool(res.rowcount)  # type: ignore[attr-defined]
 
 
-def deliver_pending(c: Container, receipt_id: str | None = None) -> int:
-    """Send every due delivery once (or those of one receipt); failures back off exponentially."""
+def deliver_pending(c: Container, visit_id: str | None = None) -> int:
+    """Send every due delivery once (or those of one visit's receipt); failures back off exponentially."""
     now = c.now_ns()
     with c.sessions() as s:
         q = select(Delivery.id).where(Delivery.state == "pending", Delivery.next_attempt_ns <= now)
-        if receipt_id is not None:
-            q = q.where(Delivery.receipt_id == receipt_id)
+        if visit_id is not None:
+            q = q.join(Receipt, Receipt.id == Delivery.receipt_id).where(Receipt.visit_id == visit_id)
         ids = list(s.scalars(q.order_by(Delivery.id).limit(500)))
     sent = 0
     for delivery_id in ids:

@@ -13,7 +13,8 @@ router = APIRouter(prefix="/v1/edge", tags=["edge"])
 
 
 def _after(c: Container, visit_id: str) -> None:
-    receipts.deliver_pending(c)
+    """After the answer is sent: this visit's receipt goes out at once (the sweeper does retries)."""
+    receipts.deliver_pending(c, visit_id)
 
 
 @router.put("/carts/{visit_id}", responses=ERRORS)

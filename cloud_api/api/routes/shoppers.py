@@ -112,7 +112,7 @@ def my_visits(s: SessionDep, account: ShopperDep, limit: int = Query(default=50,
 def pay_failed_visit(c: ContainerDep, account: ShopperDep, visit_id: str) -> PaymentRetryOut:
     """Pay a visit whose payment was declined, with the current payment method; success lifts the flag."""
     state = settlement.retry_payment(c, account, visit_id)
-    receipts.deliver_pending(c)
+    receipts.deliver_pending(c, visit_id)
     return PaymentRetryOut(visit_id=visit_id, state=state)
 
 
