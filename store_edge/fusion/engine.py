@@ -23,6 +23,9 @@ from store_edge.protocol.messages import (
 )
 
 REACH_M = 1.0
+REACH_SPAN_M = 0.6
+"""A hand that went in this far beside the plates that changed may still have taken from them (a
+multi-unit pick along a wide facing)."""
 """A shopper standing further than this from the shelf front cannot have taken from it."""
 
 
@@ -107,6 +110,15 @@ class Decision:
 
 
 @dataclass
+class Reach:
+    """One hand in a shelf, as the light curtain saw it: when it went in and out, and where."""
+
+    in_ns: int
+    x_m: float
+    out_ns: int | None = None
+
+
+@dataclass
 class EngineOutput:
     changed_carts: list[Cart] = field(default_factory=list)
     tickets: list[ReviewTicket] = field(default_factory=list)
@@ -143,6 +155,8 @@ class FusionEngine:
         self.now_ns = 0
         self.hands_in: dict[str, list[tuple[int, float]]] = {}
         """Per shelf, when and where (m along the shelf) hands entered it (from the light curtain)."""
+        self.reaches: dict[str, list[Reach]] = {}
+        """Per shelf, the hands' visits (the last 200)."""
 
     # --- input ---------------------------------------------------------------------------------
     def handle(self, msg: Message) -> EngineOutput:
@@ -156,10 +170,18 @@ class FusionEngine:
         elif isinstance(msg, CurtainEvent):
             if msg.shelf_id in self.detectors:
                 self.detectors[msg.shelf_id].curtain(msg.header.ts_ns, msg.event, msg.x_m)
+            reaches = self.reaches.setdefault(msg.shelf_id, [])
             if msg.event == "enter":
                 log = self.hands_in.setdefault(msg.shelf_id, [])
                 log.append((msg.header.ts_ns, msg.x_m))
                 del log[: max(0, len(log) - 200)]
+                reaches.append(Reach(msg.header.ts_ns, msg.x_m))
+                del reaches[: max(0, len(reaches) - 200)]
+            else:
+                # a leave closes the nearest open hand (curtains report where the beam cleared)
+                open_ = [r for r in reaches[-20:] if r.out_ns is None]
+                if open_:
+                    min(open_, key=lambda r: abs(r.x_m - msg.x_m)).out_ns = msg.header.ts_ns
         elif isinstance(msg, GateDecision):
             if msg.decision == "open" and msg.visit_id is not None:
                 self.shoppers.open_visit(msg.header.ts_ns, msg.visit_id, msg.account_id, msg.party_size)
@@ -230,6 +252,7 @@ class FusionEngine:
         if not products:
             out.inventory_events.append(InventoryEvent(event, "no product fits this change", []))
             return out
+        shoppers = self._associate(event, products=products)
         for sku, qty in products[0].items:
             if event.total_g < 0:
                 self.inventory.take(event.plate_deltas_g, sku, qty)
@@ -242,9 +265,58 @@ class FusionEngine:
         self._assign(decision, out)
         return out
 
-    def _associate(self, event: WeightEvent, plate_deltas_g: dict[str, float] | None = None) -> list[ShopperCandidate]:
-        """Who made this event (or, given a subset of its plates, the change on those plates)."""
-        return self.shoppers.associate(plate_deltas_g or event.plate_deltas_g, event.start_ns, event.end_ns)
+    def _associate(
+        self,
+        event: WeightEvent,
+        plate_deltas_g: dict[str, float] | None = None,
+        products: list[ProductHypothesis] | None = None,
+    ) -> list[ShopperCandidate]:
+        """Who made this event (or, given a subset of its plates, the change on those plates). With the
+        products known, a hand the curtain saw go in where they lie places the reach."""
+        deltas = plate_deltas_g or event.plate_deltas_g
+        skus = {s for s, _ in products[0].items} if products else set()
+        r = self._reach(event, deltas, skus)
+        reach = (r.x_m, r.in_ns, r.out_ns) if r is not None else None
+        return self.shoppers.associate(deltas, event.start_ns, event.end_ns, reach)
+
+    def _reaches_during(self, event: WeightEvent, plate_deltas_g: dict[str, float], beside_m: float) -> list[Reach]:
+        """The hands the curtain saw in the shelf while these plates changed, at most `beside_m` beside them:
+        in before the plates settled (grip, lift, ringing) and still in after the change began."""
+        geo = [self.store.plate_geometry[p] for p in plate_deltas_g]
+        lo = min(g.x_range_m[0] for g in geo) - beside_m
+        hi = max(g.x_range_m[1] for g in geo) + beside_m
+        latest_in = event.end_ns - NS // 2
+        earliest_out = event.start_ns + NS // 5
+        return [
+            r
+            for r in self.reaches.get(event.shelf_id, [])
+            if r.in_ns <= latest_in
+            and (r.out_ns is None or r.out_ns >= earliest_out)
+            and event.end_ns - r.in_ns <= 30 * NS
+            and lo <= r.x_m <= hi
+        ]
+
+    def _reach(self, event: WeightEvent, plate_deltas_g: dict[str, float], skus: set[str]) -> Reach | None:
+        """The one hand that was in the shelf while these plates changed, if it went in at those plates
+        or at a plate holding the product; None when there were none or several (a missed hand is as
+        likely as a stray one: then the weight places the reach)."""
+        during = self._reaches_during(event, plate_deltas_g, REACH_SPAN_M)
+        geo = [self.store.plate_geometry[p] for p in plate_deltas_g]
+        lo, hi = min(g.x_range_m[0] for g in geo) - 0.05, max(g.x_range_m[1] for g in geo) + 0.05
+        at_plates = [r for r in during if lo <= r.x_m <= hi]
+        if len(during) > 1 and len(at_plates) == 1:
+            return at_plates[0]  # two hands in the shelf (two people side by side): the one at these plates
+        if len(during) != 1:
+            return None
+        x = during[0].x_m
+        if at_plates:
+            return during[0]
+        # beside the plates that changed: only where the same product lies (one reach along a wide facing)
+        for p in self.store.shelves_by_id[event.shelf_id].plates:
+            lo, hi = self.store.plate_geometry[p.id].x_range_m
+            if lo <= x <= hi:
+                return during[0] if any(self.inventory.holds(p.id, s, reach=0) for s in skus) else None
+        return None
 
     def _assign(self, decision: Decision, out: EngineOutput) -> None:
         if decision.event.total_g < 0:
@@ -264,7 +336,7 @@ class FusionEngine:
         for decision in self.decisions:
             if decision.event.end_ns < since_ns - NS:
                 continue
-            shoppers = self._associate(decision.event)
+            shoppers = self._associate(decision.event, products=decision.products)
             before = [(c.visit_id, round(c.probability, 3)) for c in decision.shoppers]
             if [(c.visit_id, round(c.probability, 3)) for c in shoppers] == before:
                 continue
@@ -326,15 +398,8 @@ class FusionEngine:
         return cart
 
     def _hands_at(self, event: WeightEvent) -> int:
-        """How many hands went into the shelf at the event's plates while it happened."""
-        geo = [self.store.plate_geometry[p] for p in event.plate_deltas_g]
-        lo = min(g.x_range_m[0] for g in geo) - 0.15
-        hi = max(g.x_range_m[1] for g in geo) + 0.15
-        return sum(
-            1
-            for t, x in self.hands_in.get(event.shelf_id, [])
-            if event.start_ns - 2 * NS <= t <= event.end_ns and lo <= x <= hi
-        )
+        """How many hands were in the shelf at the event's plates while it happened."""
+        return len(self._reaches_during(event, event.plate_deltas_g, 0.15))
 
     def _apply_shared_pick(self, decision: Decision, out: EngineOutput) -> bool:
         """Two people taking the same product from one plate at once make one event of several units;
@@ -383,7 +448,7 @@ class FusionEngine:
         whos = []
         for sku, qty in best.items:
             where = {p: d for p, d in event.plate_deltas_g.items() if self.inventory.holds(p, sku, reach=0)}
-            cands = self._associate(event, where)
+            cands = self._associate(event, where, [ProductHypothesis(((sku, qty),), 1.0, 0.0)])
             top = cands[0]
             cart = self._cart_for(top.visit_id)
             if cart is None:

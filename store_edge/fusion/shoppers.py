@@ -39,9 +39,16 @@ class ShopperParams:
     """...give or take this much, out from the front and along it."""
     hand_std_m: float = 0.07
     """A seen hand's distance from where the weight changed (pose error and the hand's own size)."""
-    hand_loose_std_m: float = 0.12
     hand_bonus: float = 3.0
     """Log-odds a reaching hand at the plate adds over a body standing in front of it."""
+    hand_lead_s: float = 0.3
+    hand_lag_s: float = 0.1
+    """A hand counts for an event while it may be the one changing the plates: from just before the
+    change starts (hand in, then grip) until the plates settle. Reports outside belong to other reaches."""
+    hand_elsewhere_m: float = 0.5
+    hand_elsewhere: float = 0.1
+    """Likelihood factor for a person whose hand was seen in a shelf meanwhile, but away from the plates
+    that changed: they were reaching for something else."""
     nobody_distance_m: float = 1.4
     """'Nobody' (staff, a restock, a glitch) scores like a shopper standing this far away."""
     history_s: float = 120.0
@@ -384,8 +391,16 @@ class ShopperRegistry:
         return [v for v in self.visits.values() if not v.all_exited]
 
     # --- association ---------------------------------------------------------------------------
-    def associate(self, plate_deltas_g: dict[str, float], start_ns: int, end_ns: int) -> list[ShopperCandidate]:
-        """P(visit | event) from where people stood and reached while the plates changed."""
+    def associate(
+        self,
+        plate_deltas_g: dict[str, float],
+        start_ns: int,
+        end_ns: int,
+        reach: tuple[float, int, int | None] | None = None,
+    ) -> list[ShopperCandidate]:
+        """P(visit | event) from where people stood and reached while the plates changed. `reach`: where
+        along the shelf the one hand in the shelf meanwhile went in, when, and when it came out (light
+        curtain), if known."""
         p = self.params
         geo = sorted((self.store.plate_geometry[pid] for pid in plate_deltas_g), key=lambda g: g.index_on_shelf)
         front_a = geo[0].front_left
@@ -398,6 +413,20 @@ class ShopperRegistry:
             sum((g.front_left[0] + g.front_right[0]) / 2 * abs(plate_deltas_g[g.plate_id]) for g in geo) / mass,
             sum((g.front_left[1] + g.front_right[1]) / 2 * abs(plate_deltas_g[g.plate_id]) for g in geo) / mass,
         )
+        hand_lo, hand_hi = start_ns - round(p.hand_lead_s * NS), end_ns + round(p.hand_lag_s * NS)
+        if reach is not None:
+            reach_x, in_ns, out_ns = reach
+            # the camera's hand counts while that hand was in the shelf
+            hand_lo, hand_hi = in_ns - NS // 20, (out_ns if out_ns is not None else end_ns) + NS // 20
+            # the curtain saw where the hand went in (to the centimetre): a unit of a wide facing may
+            # lie a few plates from it, but the person stood and reached there
+            g = geo[0]
+            f = (reach_x - g.x_range_m[0]) / (g.x_range_m[1] - g.x_range_m[0])
+            spot = (
+                g.front_left[0] + f * (g.front_right[0] - g.front_left[0]),
+                g.front_left[1] + f * (g.front_right[1] - g.front_left[1]),
+            )
+            front_a = front_b = spot
         normal = self.store.gondolas_by_id[geo[0].gondola_id].aisle_normal
         lo, hi = start_ns - NS // 2, end_ns + NS // 2
         scores: dict[str | None, float] = {}
@@ -420,23 +449,21 @@ class ShopperRegistry:
                     out -= 2.0  # behind the shelf front: the other aisle, cannot reach these plates
                 body_logs.append(-0.5 * ((out - p.reach_m) / p.body_std_m) ** 2 - 0.5 * (along / p.body_std_m) ** 2)
                 best_d = min(best_d, d)
-                if hand is not None:
+                if hand is not None and hand_lo <= t <= hand_hi:
                     hands.append(hand)
             if not body_logs:
                 continue
-            hand_log = -math.inf
+            best_log = sum(body_logs) / len(body_logs)
             if hands:
-                # the mean of the hand's reports, where per-frame pose noise averages out, judged
-                # tightly; if the mean is far off, the window may hold another reach of theirs: then
-                # their single best report, judged loosely
+                # the mean of the hand's reports, where per-frame pose noise averages out
                 mean = tuple(sum(h[i] for h in hands) / len(hands) for i in range(3))
                 d_mean = math.hypot(mean[0] - spot[0], mean[1] - spot[1], mean[2] - shelf_z)
                 z = d_mean / p.hand_std_m
-                if z > 3:
-                    z = min(math.hypot(h[0] - spot[0], h[1] - spot[1], h[2] - shelf_z) for h in hands)
-                    z /= p.hand_loose_std_m
-                hand_log = p.hand_bonus - 0.5 * z * z
-            best_log = max(sum(body_logs) / len(body_logs), hand_log)
+                if z <= 3:
+                    best_log = max(best_log, p.hand_bonus - 0.5 * z * z)
+                elif d_mean >= p.hand_elsewhere_m:
+                    best_log += math.log(p.hand_elsewhere)  # seen reaching, but not here: busy with another item
+                # in between (another unit of a wide facing, taken in the same reach?): the body decides
             visit_id = self.visit_of_track(hist.track_id, (start_ns + end_ns) // 2)
             # people of one party share a cart: their evidence adds up, the best track names it
             scores[visit_id] = scores.get(visit_id, 0.0) + math.exp(best_log)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from store_edge.sim.scenario import Action, Shopper
 from tests.fusion.conftest import RunScenario
 
@@ -230,3 +232,65 @@ def test_without_appearance_a_swap_moves_items_to_the_wrong_cart(run_scenario: R
         tracks={"switch_prob": 1.0, "hand_visible_prob": 1.0, "appearance_dim": 0},
     )
     assert ev.carts["visit-a"].net(include_review=True)[COLA] == 1
+
+
+NOODLE_CUP = "2999649531083"  # 66 g, G5-S1-P01..03
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_a_bystander_reaching_elsewhere_is_not_charged(run_scenario: RunScenario, seed: int) -> None:
+    # a takes a cola can; b, beside them, reaches into the shelf three plates along. Half the hands are
+    # seen: at seed 4 only b's (reaching elsewhere), at seed 5 both, and the curtain missed a's hand.
+    ev = run_scenario(
+        [
+            Shopper(
+                id="a",
+                account="acct-a",
+                enter_s=2,
+                actions=[Action(at_s=20, kind="pick", sku=COLA, plates=["G1-S1-P11"])],
+            ),
+            Shopper(
+                id="b",
+                account="acct-b",
+                enter_s=4,
+                actions=[Action(at_s=20.2, kind="touch", plates=["G1-S1-P08", "G1-S1-P09", "G1-S1-P10"], hold_s=1)],
+            ),
+        ],
+        duration_s=50,
+        seed=seed,
+        tracks={"hand_visible_prob": 0.5},
+    )
+    assert ev.carts["visit-b"].receipt == {}  # never charged for a's can
+    assert ev.carts["visit-a"].receipt in ({COLA: 1}, {})  # charged, or held for staff
+    assert ev.items.precision == 1.0
+
+
+def test_units_of_a_wide_facing_go_to_the_hand_the_curtain_saw(run_scenario: RunScenario) -> None:
+    # alice takes 3 chocolate bars; erin, beside her, then takes 2 malt balls in one reach from a facing
+    # four plates wide: the units come from plates 3 apart (P07 and P04), two weight events, while the
+    # hand (camera and curtain) stays where it went in. Both events are erin's (her party's cart).
+    ev = run_scenario(
+        [
+            Shopper(
+                id="alice",
+                account="acct-alice",
+                enter_s=3,
+                actions=[Action(at_s=20, kind="pick", sku=COCOA, quantity=3)],
+            ),
+            Shopper(id="dave", account="acct-dave", enter_s=8, actions=[Action(at_s=20, kind="pick", sku=WATER)]),
+            Shopper(
+                id="erin", party_of="dave", enter_s=9, actions=[Action(at_s=22, kind="pick", sku=MALT, quantity=2)]
+            ),
+        ],
+        seed=11,
+    )
+    malt_events = {a.action_id: a.plate_deltas_g for a in ev.actions if a.sku == MALT}
+    assert [sorted(d) for d in malt_events.values()] == [["G3-S1-P04", "G3-S1-P07"]]
+    # here the 3 bars (P08, P09) and erin's first malt ball (P07) settle as one event of two products:
+    # each goes with the hand the curtain saw at its plates: the malt balls go to erin's party, and the
+    # bars, which nobody's hand was seen taking, are held for staff rather than charged to her
+    dave = ev.carts["visit-dave"]
+    assert dave.net(include_review=True)[MALT] == 2
+    assert COCOA not in dave.receipt
+    assert ev.carts["visit-alice"].receipt in ({COCOA: 3}, {})
+    assert ev.items.precision == 1.0
