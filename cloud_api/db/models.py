@@ -191,12 +191,14 @@ class Refund(Base):
 
 
 class Delivery(Base):
-    """A receipt to send by one channel; retried with backoff until sent or out of attempts."""
+    """A receipt to send by one channel: its latest event (`receipt.created`, then `receipt.paid` when
+    a declined visit is paid later); retried with backoff until sent or out of attempts."""
 
     __tablename__ = "deliveries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     receipt_id: Mapped[str] = mapped_column(ForeignKey("receipts.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16))  # "email" | "webhook"
+    event: Mapped[str] = mapped_column(String(32), server_default="receipt.created")  # or "receipt.paid"
     state: Mapped[str] = mapped_column(String(16), index=True)  # pending | sent | failed
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_ns: Mapped[int]

@@ -110,6 +110,20 @@ def render_page(r: ReceiptOut) -> str:
     return PAGE.render(r=r)
 
 
+def delivery_key(receipt_id: str, event: str) -> str:
+    """The webhook's delivery id and Idempotency-Key: the same for every retry of one event."""
+    return f"receipt-{receipt_id}" if event == "receipt.created" else f"receipt-{receipt_id}-{event.split('.')[-1]}"
+
+
+def _subject(r: ReceiptOut, event: str) -> str:
+    amount = f"{r.currency} {r.total:.2f}"
+    if event == "receipt.paid":
+        return f"Paid, thank you: your visit to {r.store_name}, {amount}"
+    if r.payment_state == "declined":
+        return f"Payment declined for your visit to {r.store_name} ({amount}): please update your card in the app"
+    return f"Your receipt from {r.store_name}: {amount}"
+
+
 def _claim(c: Container, delivery_id: int, now: int) -> bool:
     """Take a pending delivery for this worker (a lease), so two workers never send it both."""
     with c.transaction() as s:
@@ -145,13 +159,13 @@ def deliver_pending(c: Container, visit_id: str | None = None) -> int:
             if delivery.channel == "email":
                 if c.email is None or account is None:
                     raise DeliveryError("email is not configured")
-                subject = f"Your receipt from {out.store_name}: {out.currency} {out.total:.2f}"
+                subject = _subject(out, delivery.event)
                 c.email.send(account.email, subject, TEXT.render(r=out), render_page(out))
             else:
                 if c.webhook is None:
                     raise DeliveryError("webhook is not configured")
                 data = out.model_dump(mode="json") | {"account_id": receipt.account_id}
-                c.webhook.send("receipt.created", f"receipt-{receipt.id}", data)
+                c.webhook.send(delivery.event, delivery_key(receipt.id, delivery.event), data)
         except DeliveryError as e:
             error = str(e)
         done = c.now_ns()

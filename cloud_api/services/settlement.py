@@ -208,13 +208,22 @@ def _build_receipt(c: Container, s: Session, visit: Visit, now: int) -> Receipt:
 
 
 def _queue_deliveries(c: Container, s: Session, receipt: Receipt, now: int) -> None:
+    """The receipt goes out by every configured channel: `receipt.created` the first time (paid, or
+    payment declined), `receipt.paid` when a declined visit is paid later (the channel's row is reused)."""
+    existing = {d.channel: d for d in s.scalars(select(Delivery).where(Delivery.receipt_id == receipt.id))}
     channels = []
     if c.email is not None:
         channels.append("email")
     if c.webhook is not None:
         channels.append("webhook")
     for channel in channels:
-        s.add(Delivery(receipt_id=receipt.id, channel=channel, state="pending", next_attempt_ns=now, created_ns=now))
+        row = existing.get(channel)
+        if row is None:
+            s.add(Delivery(receipt_id=receipt.id, channel=channel, event="receipt.created", state="pending",
+                           next_attempt_ns=now, created_ns=now))  # fmt: skip
+        else:
+            row.event, row.state, row.attempts, row.next_attempt_ns = "receipt.paid", "pending", 0, now
+            row.last_error, row.sent_ns = None, None
 
 
 def settle(c: Container, visit_id: str) -> str | None:

@@ -208,3 +208,29 @@ def test_a_shopper_cannot_read_another_shoppers_receipt(client: TestClient, worl
         client.get(f"/v1/shoppers/me/receipts/{receipt['receipt_id']}", headers=world.auth(world.gate_key)).status_code
         == 401
     )
+
+
+def test_a_declined_visit_gets_a_declined_receipt_then_a_paid_one(
+    notifying: Container, smtp: tuple[_Inbox, int], receiver: _Receiver
+) -> None:
+    receiver.fail_first = 0
+    inbox, _ = smtp
+    w = make_world(notifying, tokens={"alice": "tok_decline"})
+    with TestClient(create_app(container=notifying)) as client:
+        visit_id, receipt = _settle(client, w)
+        assert receipt["payment_state"] == "declined"
+        client.put("/v1/shoppers/me/payment-method", json={"token": "tok_visa"}, headers=w.shopper("alice"))
+        paid = client.post(f"/v1/shoppers/me/visits/{visit_id}/payment", headers=w.shopper("alice"))
+        assert paid.json()["state"] == "settled"
+    subjects = [
+        str(msg["Subject"]) for _, rcpts, msg in inbox.messages if rcpts == [f"alice-{w.store_id[1:]}@example.com"]
+    ]
+    assert len(subjects) == 2
+    assert subjects[0].startswith("Payment declined")
+    assert subjects[1].startswith("Paid, thank you")
+    hooks = [json.loads(body) for _, body, _ in receiver.requests if json.loads(body)["data"]["visit_id"] == visit_id]
+    assert [(h["event"], h["data"]["payment_state"]) for h in hooks] == [
+        ("receipt.created", "declined"),
+        ("receipt.paid", "succeeded"),
+    ]
+    assert hooks[0]["delivery_id"] != hooks[1]["delivery_id"]
