@@ -224,7 +224,8 @@ def main() -> None:
         receipt_ms = [(receiver.arrivals[v] - t) * 1e3 for v, t in sent_at.items() if v in receiver.arrivals]
         missing = len(sent_at) - len(receipt_ms)
 
-        machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (load average {load})"
         print(
             f"machine: {machine}, python {platform.python_version()}; PostgreSQL; server: {args.workers} uvicorn "
             f"process(es); load: {args.concurrency} client threads in a second process; "
