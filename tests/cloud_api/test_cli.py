@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.orm import Session
 
 from cloud_api.cli import main
 from cloud_api.db.models import Account, Device, Product, Promotion, Store
+from tests.cloud_api.conftest import free_port
 from tests.conftest import DEMO_STORE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,3 +53,31 @@ def test_migrate_then_seed_a_sqlite_database(
     assert main(["seed", "--store", str(DEMO_STORE)]) == 0
     assert "New keys" not in capsys.readouterr().out
     engine.dispose()
+
+
+def test_serve_starts_migrates_and_answers(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"CLOUD_API_DATA_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cloud_api.cli", "serve", "--quiet", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert time.monotonic() < deadline, "cloud-api serve did not answer within 30 s"
+                time.sleep(0.1)
+        assert r.json()["status"] == "ok"
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/gates/entry-1/scans", json={"token": "x"})
+        assert r.status_code == 401
+        assert (tmp_path / "cloud.db").exists()  # migrated at start
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
