@@ -7,6 +7,7 @@ Visit states:
   settled       paid (or nothing to pay); the receipt is sent
   payment_failed  the charge was declined: the account is flagged until the shopper settles it
   unmatched     a cart arrived for a visit no gate opened (or without an account): kept for staff, never charged
+  closed        an unmatched visit staff have looked at and closed (with a note); never charged
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-VisitState = Literal["open", "held", "charging", "settled", "payment_failed", "unmatched"]
+VisitState = Literal["open", "held", "charging", "settled", "payment_failed", "unmatched", "closed"]
 LineStatus = Literal["confirmed", "under_review", "voided", "dropped"]
 LineAction = Literal["confirm", "void", "change"]
 
@@ -24,7 +25,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "charging": frozenset({"settled", "payment_failed"}),
     "payment_failed": frozenset({"charging", "settled"}),
     "settled": frozenset(),
-    "unmatched": frozenset(),
+    "unmatched": frozenset({"closed"}),
+    "closed": frozenset(),
 }
 
 

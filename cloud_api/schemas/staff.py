@@ -66,3 +66,7 @@ class DeviceOut(BaseModel):
     kind: str
     active: bool
     api_key: str | None = Field(default=None, description="shown once, when the device is created; stored hashed")
+
+
+class CloseVisitIn(BaseModel):
+    note: str = Field(min_length=1, max_length=2000, description="what staff found (e.g. a restocking run)")

@@ -487,3 +487,22 @@ def retry_unsettled(c: Container) -> list[str]:
     for visit_id in stale:
         settle(c, visit_id)
     return stale
+
+
+def close_unmatched(c: Container, staff: Staff, visit_id: str, note: str) -> str:
+    """Staff close a visit that arrived without a check-in, after looking at it; nothing is charged."""
+    now = c.now_ns()
+    with c.transaction() as s:
+        visit = _lock_visit(c, s, visit_id)
+        if visit is None:
+            raise NotFoundError(f"no visit {visit_id}")
+        if staff.store_id is not None and staff.store_id != visit.store_id:
+            raise ForbiddenError(f"you work for store {staff.store_id}; visit {visit_id} is in store {visit.store_id}")
+        try:
+            sm.check_transition(visit.state, "closed")
+        except sm.TransitionError as e:
+            raise ConflictError(f"visit {visit_id} is {visit.state}: only unmatched visits are closed this way") from e
+        visit.state = "closed"
+        visit.flag_reason = f"{visit.flag_reason or ''}; closed by {staff.id}: {note}".lstrip("; ")
+        audit(s, now, f"staff:{staff.id}", "visit.close", "visit", visit_id, note=note)
+        return visit.state

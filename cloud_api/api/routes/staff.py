@@ -12,6 +12,7 @@ from cloud_api.db.models import AuditEntry, CartLine, Dispute, Receipt, Staff, V
 from cloud_api.schemas.dispute import DisputeDecisionIn, DisputeOut
 from cloud_api.schemas.staff import (
     AuditOut,
+    CloseVisitIn,
     DeviceIn,
     DeviceOut,
     LineDecisionIn,
@@ -96,6 +97,16 @@ def decide_line(
     decided the visit is settled; every decision is in the audit log."""
     line, state = settlement.decide_line(c, staff, visit_id, line_id, body.action, body.sku, body.quantity)
     return LineDecisionOut(line=_line_out(line), visit_state=state)
+
+
+@router.post("/visits/{visit_id}/close", responses=ERRORS)
+def close_visit(c: ContainerDep, s: SessionDep, staff: ReviewerDep, visit_id: str, body: CloseVisitIn) -> StaffVisitOut:
+    """Close an unmatched visit (a cart no gate check-in explains) with a note; it is never charged."""
+    settlement.close_unmatched(c, staff, visit_id, body.note)
+    s.rollback()  # end this request's read snapshot (SQLite WAL) to see the change
+    v = s.get(Visit, visit_id)
+    assert v is not None
+    return _visit_out(s, v)
 
 
 @router.get("/disputes", responses=ERRORS)

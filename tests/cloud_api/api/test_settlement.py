@@ -357,3 +357,21 @@ def test_absurd_quantities_are_refused_before_anything_is_stored(
     assert r.status_code == 422
     assert "quantity" in r.json()["message"]
     assert put_cart(client, world, visit_id, cart_body(world, visit_id, BASKET))["state"] == "charging"
+
+
+def test_staff_close_an_unmatched_visit_with_a_note(client: TestClient, world: World, container: Container) -> None:
+    other = make_world(container)
+    visit_id = "v-restock-" + world.store_id
+    put_cart(client, world, visit_id, cart_body(world, visit_id, BASKET))
+    url = f"/v1/staff/visits/{visit_id}/close"
+    assert client.post(url, json={"note": "x"}, headers=other.auth(other.staff["reviewer"])).status_code == 403
+    r = client.post(url, json={"note": "night restocking"}, headers=world.auth(world.staff["reviewer"]))
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "closed"
+    assert "night restocking" in r.json()["flag_reason"]
+    assert client.post(url, json={"note": "again"}, headers=world.auth(world.staff["reviewer"])).status_code == 409
+    assert _payments(container, visit_id) == []
+    paid = enter(client, world)
+    put_cart(client, world, paid, cart_body(world, paid, BASKET))
+    r = client.post(f"/v1/staff/visits/{paid}/close", json={"note": "x"}, headers=world.auth(world.staff["reviewer"]))
+    assert r.status_code == 409
