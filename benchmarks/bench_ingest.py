@@ -220,7 +220,7 @@ def main() -> None:
     args = parser.parse_args()
 
     embedded = None if args.broker else EmbeddedBroker().start()
-    broker = embedded.address if embedded else parse_broker_url(args.broker)
+    broker = embedded.address if embedded else parse_broker_url(args.broker, os.environ)
     base = load_store(ROOT / "sample_data" / "stores" / "demo.yaml")
     store, quiet = large_store(base, args.shelves)
     n_shelves = len(store.shelves_by_id)

@@ -237,7 +237,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     store = load_store(args.store)
     # a fresh machine has no broker: without --broker, one runs in this process
     embedded = None if args.broker else EmbeddedBroker(port=1883).start()
-    address = embedded.address if embedded else parse_broker_url(args.broker)
+    address = embedded.address if embedded else parse_broker_url(args.broker, os.environ)
     if embedded:
         print(f"no --broker given: embedded MQTT broker on {address.url}", file=sys.stderr)
     stop = _stop_on_signals()
@@ -265,7 +265,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from store_edge.live.replay import Recorder
 
     stop = _stop_on_signals()
-    rec = Recorder(parse_broker_url(args.broker), args.store, args.out).start()
+    rec = Recorder(parse_broker_url(args.broker, os.environ), args.store, args.out).start()
     print(f"recording cl/v1/{args.store}/# to {args.out}; Ctrl-C to stop", file=sys.stderr)
     stop.wait(args.seconds)
     n = rec.stop()
@@ -278,7 +278,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from store_edge.live.replay import replay
 
     speed = None if args.as_fast_as_possible else args.speed
-    n = replay(args.recording, parse_broker_url(args.broker), speed=speed, progress=not args.quiet)
+    n = replay(args.recording, parse_broker_url(args.broker, os.environ), speed=speed, progress=not args.quiet)
     print(f"{n} messages published to {args.broker}", file=sys.stderr)
     return 0
 
@@ -374,11 +374,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from store_edge.live.mqtt import BrokerConfigError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except ConfigError as e:
         print(e, file=sys.stderr)
+        return 2
+    except BrokerConfigError as e:  # a bad broker URL or setting: say what, no traceback
+        print(f"store-edge: {e}", file=sys.stderr)
         return 2
 
 

@@ -178,7 +178,7 @@ class Demo:
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
         # broker
         if cfg.broker_url:
-            self.broker = parse_broker_url(cfg.broker_url)
+            self.broker = parse_broker_url(cfg.broker_url, os.environ)
         else:
             self.embedded = EmbeddedBroker().start()
             self.broker = self.embedded.address

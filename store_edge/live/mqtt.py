@@ -11,8 +11,9 @@ import logging
 import socket
 import threading
 import urllib.parse
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -20,24 +21,53 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
+
+
+class BrokerConfigError(ValueError):
+    """A broker URL or setting that cannot work; the message says which and why."""
 
 
 @dataclass(frozen=True)
 class BrokerAddress:
     host: str
     port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    """CA certificate(s) that signed the broker's certificate; None: the system's trusted CAs."""
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        """For logs and messages: never the password."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
 
 
-def parse_broker_url(url: str) -> BrokerAddress:
-    """`mqtt://host[:port]` (or `tcp://`); a clear error for anything else."""
+def parse_broker_url(url: str, environ: Mapping[str, str] | None = None) -> BrokerAddress:
+    """`mqtt://[USER@]HOST[:PORT]`, or `mqtts://` for TLS (port 8883 by default); a clear error for
+    anything else. Secrets come from the environment, not the command line (where `ps` shows them):
+    `MQTT_PASSWORD` or `MQTT_PASSWORD_FILE`, and `MQTT_CA_FILE` for a private CA."""
+    env = environ or {}
     parsed = urllib.parse.urlparse(url)
-    if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
-        raise ValueError(f"broker URL {url!r}: expected mqtt://HOST[:PORT]")
-    return BrokerAddress(parsed.hostname, parsed.port or DEFAULT_PORT)
+    if parsed.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parsed.hostname:
+        raise BrokerConfigError(f"broker URL {url!r}: expected mqtt://[USER@]HOST[:PORT] or mqtts://...")
+    tls = parsed.scheme in ("mqtts", "ssl")
+    password = parsed.password or env.get("MQTT_PASSWORD")
+    if not password and env.get("MQTT_PASSWORD_FILE"):
+        try:
+            password = Path(env["MQTT_PASSWORD_FILE"]).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise BrokerConfigError(f"MQTT_PASSWORD_FILE {env['MQTT_PASSWORD_FILE']}: {e.strerror or e}") from e
+    return BrokerAddress(
+        parsed.hostname,
+        parsed.port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT),
+        tls=tls,
+        username=urllib.parse.unquote(parsed.username) if parsed.username else None,
+        password=password or None,
+        ca_file=env.get("MQTT_CA_FILE") or None,
+    )
 
 
 def free_port() -> int:
@@ -126,6 +156,10 @@ class MqttLink:
             clean_session=not persistent_session,
             manual_ack=manual_ack,
         )
+        if address.username:
+            self.client.username_pw_set(address.username, address.password)
+        if address.tls:
+            self.client.tls_set(ca_certs=address.ca_file)  # verifies the broker's certificate and name
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.max_queued_messages_set(100_000)
         self.client.max_inflight_messages_set(200)
