@@ -9,11 +9,12 @@ moved past it, so it is refused with a reason (the worker dead-letters it: nothi
 
 The watermark follows the devices rather than a fixed delay: each device's messages come in order, so
 once every device that is talking has reported past time T, nothing older than T is still on its way
-from them. It is the oldest of the active devices' newest timestamps, less `jitter_ns` for a device
-that has been quiet and speaks again (its first message may trail its peers by a network delay). A
-device silent for longer than `lag_ns` holds nothing up: the watermark never falls further than
-`lag_ns` behind the newest message. So an event is handed on as soon as the slowest active device
-has caught up, not a fixed half second later.
+from them. The watermark is the oldest of the active devices' newest timestamps, but never closer than
+`jitter_ns` to the newest message seen: a device that has been quiet (a light curtain, a gate) may
+speak again with a message that trails its peers' by a network delay. A device silent for longer than
+`lag_ns` holds nothing up: the watermark never falls further than `lag_ns` behind the newest message.
+So an event is handed on as soon as the slowest streaming device has caught up, not a fixed half
+second later.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class Reorderer:
             heapq.heappop(progress)
         if not progress:
             return floor
-        return max(floor, progress[0][0] - self.jitter_ns)
+        return max(floor, min(progress[0][0], self.newest_ns - self.jitter_ns))
 
     def flush(self) -> list[Message]:
         """Everything buffered: the inputs have gone quiet, nothing more is in flight."""

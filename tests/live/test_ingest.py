@@ -39,13 +39,14 @@ def test_merge_waits_for_the_slowest_active_device_only() -> None:
     assert [m.header.ts_ns // MS for m in r.push(curtain("fast", 4, 300))] == [250, 300]
 
 
-def test_merge_releases_in_timestamp_order_behind_the_jitter_allowance() -> None:
+def test_merge_stays_a_jitter_behind_the_newest_for_devices_that_speak_again() -> None:
     r = Reorderer(lag_ns=100 * MS, jitter_ns=20 * MS)
-    assert r.push(curtain("a", 1, 50)) == []  # watermark 30 ms
+    assert r.push(curtain("a", 1, 50)) == []  # alone: watermark 50 - 20 ms
     assert r.push(curtain("b", 1, 40)) == []  # arrives after a's 50 ms message but is not late
-    assert [m.header.ts_ns // MS for m in r.push(curtain("a", 2, 70))] == []  # b at 40 - 20
-    assert [m.header.ts_ns // MS for m in r.push(curtain("b", 2, 90))] == [40, 50]  # min(70, 90) - 20
-    assert [m.header.ts_ns // MS for m in r.flush()] == [70, 90]
+    assert [m.header.ts_ns // MS for m in r.push(curtain("a", 2, 70))] == [40]  # b has reported up to 40
+    assert [m.header.ts_ns // MS for m in r.push(curtain("b", 2, 90))] == [50, 70]  # min(70, 90 - 20)
+    assert r.push(curtain("c", 1, 75)) == []  # a quiet device speaks, 15 ms behind the newest: not late
+    assert [m.header.ts_ns // MS for m in r.flush()] == [75, 90]
 
 
 def test_jitter_larger_than_the_lag_is_refused() -> None:
