@@ -89,6 +89,7 @@ def test_concurrent_puts_of_one_cart_charge_exactly_once(
     assert len(_payments(container, visit_id)) == 1
     assert gateway.captured_total() == BASKET_CENTS
     assert len([i for i in gateway.intents.values() if i.status == "succeeded"]) == 1
+    assert gateway.calls == 2  # authorise + capture, by the one request that claimed the charge
 
 
 def test_a_cart_for_another_store_is_forbidden(client: TestClient, world: World, container: Container) -> None:
@@ -375,3 +376,35 @@ def test_staff_close_an_unmatched_visit_with_a_note(client: TestClient, world: W
     put_cart(client, world, paid, cart_body(world, paid, BASKET))
     r = client.post(f"/v1/staff/visits/{paid}/close", json={"note": "x"}, headers=world.auth(world.staff["reviewer"]))
     assert r.status_code == 409
+
+
+def test_concurrent_retries_of_one_unsettled_visit_charge_once(
+    client: TestClient, container: Container, gateway: TestModePaymentGateway
+) -> None:
+    w = make_world(container, tokens={"alice": "tok_timeout_once"})
+    visit_id = enter(client, w)
+    put_cart(client, w, visit_id, cart_body(w, visit_id, BASKET))
+    assert _payments(container, visit_id)[0].state == "unknown"
+    gateway.latency_s = 0.05  # the sweeper and shoppers' requests overlap while the processor thinks
+    calls_before = gateway.calls
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def retry() -> None:
+        try:
+            barrier.wait()
+            settlement.settle(container, visit_id)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=retry) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    (payment,) = _payments(container, visit_id)
+    assert payment.state == "succeeded"
+    assert gateway.captured_total() == BASKET_CENTS
+    assert len(gateway.intents) == 1
+    assert gateway.calls == calls_before + 2  # one worker claimed the charge (authorise + capture); the rest stood back
