@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from store_edge.errors import format_field_path
 from store_edge.protocol.messages import CameraFrame, Message
-from store_edge.protocol.topics import ROUTES, _key_of, parse_topic
+from store_edge.protocol.topics import ROUTES, ParsedTopic, _key_of, parse_topic
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 """Largest payload accepted for any message but camera frames."""
@@ -26,8 +26,9 @@ def encode(msg: Message) -> bytes:
     return msg.model_dump_json(exclude_none=False).encode("utf-8")
 
 
-def decode(topic: str, payload: bytes) -> Message:
-    parsed = parse_topic(topic)
+def decode(topic: str, payload: bytes, parsed: ParsedTopic | None = None) -> Message:
+    """`parsed`: the topic already parsed by the caller (saves parsing it twice on a hot path)."""
+    parsed = parsed or parse_topic(topic)
     if parsed is None:
         raise ProtocolError(f"topic {topic!r} is not in the cl/v1/<store>/... tree")
     route = ROUTES[parsed.kind]
