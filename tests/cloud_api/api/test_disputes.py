@@ -134,3 +134,24 @@ def test_a_refund_whose_answer_was_lost_is_retried_and_made_once(
     assert [d["state"] for d in mine] == ["refunded"]
     again = client.get(f"/v1/shoppers/me/receipts/{receipt['receipt_id']}", headers=w.shopper("alice")).json()
     assert again["refunded"] == "0.77"
+
+
+def test_concurrent_disputes_of_the_same_unit_accept_one(client: TestClient, world: World) -> None:
+    import threading
+
+    receipt = _paid_receipt(client, world)
+    url = f"/v1/shoppers/me/receipts/{receipt['receipt_id']}/disputes"
+    codes: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def dispute() -> None:
+        barrier.wait()
+        r = client.post(url, json={"sku": "1004", "reason": "x"}, headers=world.shopper("alice"))
+        codes.append(r.status_code)
+
+    threads = [threading.Thread(target=dispute) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [201, 400, 400, 400]
