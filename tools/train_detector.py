@@ -1,0 +1,294 @@
+"""Train the person detector shipped in `models/` from frames the simulator renders. One command:
+
+    .venv/bin/python tools/train_detector.py
+
+1. Renders a YOLO-format data set (class 0 = person) from seeded random scenarios of the demo and hard
+   stores: every scenario's own floor, walls, shelving and light, each shopper's own build and
+   clothing, crowds of 4 to 22 shoppers, people half hidden behind gondolas or cut by the image edge.
+   Train and test are split by scenario (different seeds, so different people, stores' looks and
+   paths); the test scenarios are never seen in training.
+2. Trains a small ultralytics detector from its yaml config (no pretrained weights: nothing is
+   downloaded) at `--imgsz` on the CPU, with fixed seeds and ultralytics' deterministic mode.
+3. Evaluates the trained weights on the held-out test frames (precision, recall, mAP50, mAP50-95),
+   copies them to `--weights-out` and writes the model card `--card` with the numbers.
+
+The same arguments give the same data set byte for byte (the renderer is deterministic); training is
+seeded and deterministic on one machine (thread scheduling can still differ across machines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Ultralytics checks the network for fonts, pip packages and hub settings; the store edge is offline.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from store_edge.layout import StoreLayout, load_store
+from store_edge.sim.frames import render_frame
+from store_edge.sim.generate import random_scenario
+from store_edge.sim.plan import Plan, build_plan, rng_for
+
+REPO = Path(__file__).resolve().parent.parent
+STORES = {"demo": REPO / "sample_data/stores/demo.yaml", "hard": REPO / "sample_data/stores/hard.yaml"}
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    store: str
+    seed: int
+    shoppers: int
+    minutes: float
+
+
+def scenario_specs(count: int, first_seed: int) -> list[ScenarioSpec]:
+    """`count` scenarios alternating between the stores, crowding drawn per scenario."""
+    rng = np.random.default_rng(first_seed)
+    specs = []
+    for k in range(count):
+        store = "demo" if k % 2 == 0 else "hard"
+        specs.append(ScenarioSpec(store, first_seed + k, int(rng.integers(4, 23)), 3.0))
+    return specs
+
+
+def _frame_times(plan: Plan, frames: int, rng: np.random.Generator) -> list[float]:
+    """Random instants while somebody is in the store (an empty store teaches little)."""
+    spans = [(p.enter_s, p.exit_s) for p in plan.shoppers]
+    lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+    return sorted(float(t) for t in rng.uniform(lo, hi, frames))
+
+
+def render_split(
+    specs: list[ScenarioSpec], root: Path, split: str, frames_per_scenario: int, empty_share: float
+) -> tuple[int, int]:
+    """Writes `root/images/split/*.jpg` and `root/labels/split/*.txt`; returns (images, boxes)."""
+    images_dir, labels_dir = root / "images" / split, root / "labels" / split
+    for d in (images_dir, labels_dir):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    stores: dict[str, StoreLayout] = {name: load_store(path) for name, path in STORES.items()}
+    n_images = n_boxes = 0
+    for spec in tqdm(specs, desc=f"render {split}", unit="scenario"):
+        store = stores[spec.store]
+        plan = build_plan(store, random_scenario(store, spec.shoppers, spec.minutes, spec.seed))
+        rng = rng_for(spec.seed, "dataset", split)
+        written = 0
+        for k, t in enumerate(_frame_times(plan, frames_per_scenario * 3, rng)):
+            if written >= frames_per_scenario:
+                break
+            camera = store.cameras[int(rng.integers(len(store.cameras)))]
+            img, boxes = render_frame(plan, camera, t, rng_for(spec.seed, "dataset-frame", split, k))
+            # most frames show somebody; a few empty ones teach the detector what the store alone is
+            if not boxes and rng.random() > empty_share:
+                continue
+            name = f"{spec.store}-s{spec.seed}-{k:05d}-{camera.id}"
+            cv2.imwrite(str(images_dir / f"{name}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            h, w = img.shape[:2]
+            lines = []
+            for b in boxes:
+                x1, y1, x2, y2 = b.box
+                lines.append(
+                    f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
+                )
+            (labels_dir / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+            written += 1
+            n_images += 1
+            n_boxes += len(boxes)
+    return n_images, n_boxes
+
+
+def write_card(path: Path, args: argparse.Namespace, facts: dict[str, str]) -> None:
+    f = facts
+    text = f"""# Person detector for ceiling cameras (`{Path(args.weights_out).name}`)
+
+A one-class (person) ultralytics {f["arch"]} detector for the store's top-down ceiling cameras,
+trained from scratch on frames rendered by the store simulator (`store_edge/sim/frames.py`).
+Nothing is downloaded to build, train or run it.
+
+## Intended use
+Input: one ceiling-camera frame (BGR), resized to {args.imgsz} px on its long side. Output: person
+boxes with a confidence. `store-edge vision` tracks the boxes per camera (ByteTrack) and puts each
+person on the floor through the camera's calibration. It has only seen *rendered* people: before a
+real store relies on it, measure it on that store's own frames and, where it falls short, train on
+them or configure the store's own model (`--weights FILE --classes 0`).
+
+## Data
+- Rendered by `tools/train_detector.py` from seeded random scenarios (`store-edge simulate`'s
+  generator) of the demo store (14 cameras, 640x480) and the hard store (18 cameras), alternating.
+- Variety: each scenario seed gives its own floor colour, tiles, walls, shelf colours and light pools;
+  each shopper their own build, skin, hair, clothes, hat or hood, backpack, basket; each frame its own
+  exposure, contrast, blur and sensor noise. Crowds of 4 to 22 shoppers in 3 minutes; people half
+  hidden behind gondolas (truth boxes kept while at least 15% of the body shows) or cut by the image
+  edge; about {int(args.empty_share * 100)}% of the empty frames are kept as negatives.
+- Train: {f["train_scenarios"]} scenarios (seeds {f["train_seeds"]}), {f["train_images"]} images,
+  {f["train_boxes"]} person boxes.
+- Held-out test: {f["test_scenarios"]} scenarios (seeds {f["test_seeds"]}), never seen in
+  training, {f["test_images"]} images, {f["test_boxes"]} person boxes.
+
+## Training recipe
+- Model: `{args.model_config}` (nc=1), from scratch, {f["params"]} parameters.
+- `imgsz={args.imgsz}`, `epochs={args.epochs}`, `batch={args.batch}`, SGD/auto optimiser and
+  ultralytics' default augmentation (mosaic, off for the last 2 epochs; HSV, flips, scale),
+  `warmup_epochs=1`, `seed={args.seed}`,
+  `deterministic=True`, `device=cpu`, `workers=0`; no validation during training (the test split is
+  only used once, at the end).
+- Training took {f["train_minutes"]} min on {f["machine"]} (nice'd, on a shared machine).
+
+Reproduce (renders the data set into `{args.work_dir}`, trains, evaluates, writes this card):
+
+    .venv/bin/python tools/train_detector.py{f["cli_args"]}
+
+## Held-out results (test split, imgsz {args.imgsz}, conf 0.001, IoU 0.7 NMS)
+
+| metric | value |
+|---|---|
+| precision | {f["precision"]} |
+| recall | {f["recall"]} |
+| mAP50 | {f["map50"]} |
+| mAP50-95 | {f["map"]} |
+
+{f["verdict"]}
+
+## Limits
+- Rendered people are simpler than real ones (flat-shaded shapes, no motion blur beyond a slight
+  Gaussian, no real camera artefacts): expect lower numbers on a real store until trained on its frames.
+- Trained at {args.imgsz} px; it runs at 640 px too (see docs/vision.md for speed), with accuracy not
+  measured there.
+"""
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work-dir", default="build/detector", help="data set and training runs (not committed)")
+    ap.add_argument("--model-config", default="yolov8n.yaml", help="ultralytics model yaml (trained from scratch)")
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--train-scenarios", type=int, default=14)
+    ap.add_argument("--test-scenarios", type=int, default=2)
+    ap.add_argument("--frames-per-scenario", type=int, default=100)
+    ap.add_argument("--empty-share", type=float, default=0.1, help="share of empty frames kept")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--weights-out", default="models/person-detector-320.pt")
+    ap.add_argument("--card", default="models/MODEL_CARD.md")
+    ap.add_argument("--skip-render", action="store_true", help="reuse the data set already in --work-dir")
+    args = ap.parse_args(argv)
+
+    from ultralytics.models import YOLO
+
+    work = Path(args.work_dir).resolve()
+    data_dir = work / "data"
+    train_specs = scenario_specs(args.train_scenarios, first_seed=1000 + args.seed * 100_000)
+    test_specs = scenario_specs(args.test_scenarios, first_seed=9000 + args.seed * 100_000)
+    counts_path = data_dir / "counts.txt"
+    if args.skip_render and counts_path.exists():
+        n_train, b_train, n_test, b_test = (int(v) for v in counts_path.read_text().split())
+    else:
+        n_train, b_train = render_split(train_specs, data_dir, "train", args.frames_per_scenario, args.empty_share)
+        n_test, b_test = render_split(test_specs, data_dir, "test", args.frames_per_scenario, args.empty_share)
+        counts_path.write_text(f"{n_train} {b_train} {n_test} {b_test}\n")
+    data_yaml = data_dir / "person.yaml"
+    data_yaml.write_text(
+        f"path: {data_dir}\ntrain: images/train\nval: images/test\ntest: images/test\nnames:\n  0: person\n"
+    )
+    print(f"data: train {n_train} images / {b_train} boxes, test {n_test} images / {b_test} boxes", flush=True)
+
+    model = YOLO(args.model_config)
+    params = sum(p.numel() for p in model.model.parameters())  # type: ignore[union-attr]
+    t0 = time.monotonic()
+    model.train(
+        data=str(data_yaml),
+        imgsz=args.imgsz,
+        epochs=args.epochs,
+        batch=args.batch,
+        device="cpu",
+        workers=0,
+        seed=args.seed,
+        deterministic=True,
+        pretrained=False,
+        amp=False,
+        # a short run: one warm-up epoch (not three), and the last two epochs without mosaic
+        warmup_epochs=1,
+        close_mosaic=2,
+        val=False,
+        plots=False,
+        project=str(work / "runs"),
+        name="train",
+        exist_ok=True,
+        verbose=False,
+    )
+    train_s = time.monotonic() - t0
+    last = work / "runs" / "train" / "weights" / "last.pt"
+    trained = YOLO(str(last))
+    metrics = trained.val(
+        data=str(data_yaml),
+        split="test",
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device="cpu",
+        workers=0,
+        plots=False,
+        project=str(work / "runs"),
+        name="test",
+        exist_ok=True,
+        verbose=False,
+    )
+    box = metrics.box
+    p, r, map50, map5095 = float(box.mp), float(box.mr), float(box.map50), float(box.map)
+    print(f"held-out: precision {p:.3f} recall {r:.3f} mAP50 {map50:.3f} mAP50-95 {map5095:.3f}", flush=True)
+
+    out = Path(args.weights_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(last, out)
+    defaults = ap.parse_args([])
+    cli = "".join(
+        f" --{k.replace('_', '-')} {v}"
+        for k, v in vars(args).items()
+        if k not in ("skip_render",) and v != getattr(defaults, k)
+    )
+    verdict = (
+        f"The issue's target, held-out mAP50 >= 0.9, is met ({map50:.3f})."
+        if map50 >= 0.9
+        else f"The issue's target, held-out mAP50 >= 0.9, is NOT met ({map50:.3f}) in this training budget."
+    )
+    write_card(
+        Path(args.card),
+        args,
+        {
+            "arch": Path(args.model_config).stem,
+            "params": f"{params:,}",
+            "train_scenarios": str(len(train_specs)),
+            "train_seeds": f"{train_specs[0].seed}-{train_specs[-1].seed}",
+            "train_images": str(n_train),
+            "train_boxes": str(b_train),
+            "test_scenarios": str(len(test_specs)),
+            "test_seeds": ", ".join(str(s.seed) for s in test_specs),
+            "test_images": str(n_test),
+            "test_boxes": str(b_test),
+            "train_minutes": f"{train_s / 60:.1f}",
+            "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})",
+            "cli_args": cli,
+            "precision": f"{p:.3f}",
+            "recall": f"{r:.3f}",
+            "map50": f"{map50:.3f}",
+            "map": f"{map5095:.3f}",
+            "verdict": verdict,
+        },
+    )
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {args.card}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
