@@ -20,6 +20,7 @@ second later.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from store_edge.protocol.messages import Message
@@ -80,7 +81,10 @@ class Reorderer:
     """A timestamp-ordered merge of all devices' messages behind a watermark that follows the slowest
     active device (see the module's docstring)."""
 
-    def __init__(self, lag_ns: int, jitter_ns: int = 0) -> None:
+    def __init__(self, lag_ns: int, jitter_ns: int = 0, expected_devices: Iterable[str] = ()) -> None:
+        """`expected_devices`: devices known to stream (a store's scales). Until each has spoken, or
+        `lag_ns` has passed since the first message, they hold the watermark as a slow device would:
+        a scale whose first message comes late at start-up is waited for, not dead-lettered."""
         if not 0 <= jitter_ns <= lag_ns:
             raise ValueError(f"jitter ({jitter_ns} ns) must lie between 0 and the lag ({lag_ns} ns)")
         self.lag_ns = lag_ns
@@ -88,6 +92,7 @@ class Reorderer:
         self._heap: list[tuple[tuple[int, str, int], int, Message]] = []
         self._arrivals = 0
         self._device_newest: dict[str, int] = {}
+        self._expected = tuple(expected_devices)
         self._progress: list[tuple[int, str]] = []
         """(newest timestamp, device) per device, oldest first; entries a device has since passed are
         dropped lazily."""
@@ -105,6 +110,10 @@ class Reorderer:
             raise LateMessageError(self.released_ns - ts)
         self._arrivals += 1
         heapq.heappush(self._heap, (merge_key(msg), self._arrivals, msg))
+        if self.newest_ns is None:
+            for expected in self._expected:  # as if each had just spoken, a jitter before this first message
+                self._device_newest.setdefault(expected, ts - self.jitter_ns)
+                heapq.heappush(self._progress, (ts - self.jitter_ns, expected))
         self.newest_ns = ts if self.newest_ns is None else max(self.newest_ns, ts)
         device = msg.header.device_id
         if ts > self._device_newest.get(device, -1):

@@ -136,7 +136,8 @@ class EdgeWorker:
         self._messages_in: dict[str, Any] = {}
         self.engine = FusionEngine(store, config.engine)
         self.dedup = Deduplicator()
-        self.reorder = Reorderer(round(config.lag_s * NS), round(config.jitter_s * NS))
+        scales = [shelf.scale.device_id for shelf in store.shelves_by_id.values()]
+        self.reorder = Reorderer(round(config.lag_s * NS), round(config.jitter_s * NS), scales)
         self.link = link
         self.sender: CloudSender | None = None
         self.inbox: queue.Queue[tuple[str, bytes, int | None]] = queue.Queue()

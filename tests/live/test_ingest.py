@@ -61,3 +61,15 @@ def test_a_message_behind_what_was_released_is_late() -> None:
     r.push(curtain("a", 3, 200))  # a is the only device talking: each is handed on at once
     with pytest.raises(LateMessageError, match="150 ms behind the watermark"):
         r.push(curtain("b", 1, 50))
+
+
+def test_an_expected_device_is_waited_for_at_start_up() -> None:
+    r = Reorderer(lag_ns=1000 * MS, jitter_ns=20 * MS, expected_devices=["scale-1", "scale-2"])
+    assert r.push(curtain("scale-1", 1, 100)) == []  # scale-2 has not spoken yet
+    assert r.push(curtain("scale-1", 2, 600)) == []
+    assert [m.header.ts_ns // MS for m in r.push(curtain("scale-2", 1, 90))] == [90]  # late, not refused
+    assert [m.header.ts_ns // MS for m in r.push(curtain("scale-2", 2, 610))] == [100, 600]
+    # a device expected but silent for longer than the lag holds nothing up
+    r = Reorderer(lag_ns=100 * MS, expected_devices=["scale-1", "dead-scale"])
+    r.push(curtain("scale-1", 1, 100))
+    assert [m.header.ts_ns // MS for m in r.push(curtain("scale-1", 2, 300))] == [100, 300]
