@@ -70,6 +70,6 @@ def test_an_expected_device_is_waited_for_at_start_up() -> None:
     assert [m.header.ts_ns // MS for m in r.push(curtain("scale-2", 1, 90))] == [90]  # late, not refused
     assert [m.header.ts_ns // MS for m in r.push(curtain("scale-2", 2, 610))] == [100]  # 600 > 610 - jitter
     # a device expected but silent for longer than the lag holds nothing up
-    r = Reorderer(lag_ns=100 * MS, expected_devices=["scale-1", "dead-scale"])
-    r.push(curtain("scale-1", 1, 100))
-    assert [m.header.ts_ns // MS for m in r.push(curtain("scale-1", 2, 300))] == [100, 300]
+    r = Reorderer(lag_ns=100 * MS, jitter_ns=20 * MS, expected_devices=["scale-1", "dead-scale"])
+    assert r.push(curtain("scale-1", 1, 100)) == []
+    assert [m.header.ts_ns // MS for m in r.push(curtain("scale-1", 2, 300))] == [100]  # 300 - jitter
