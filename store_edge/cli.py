@@ -283,6 +283,113 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vision_pipeline(args: argparse.Namespace) -> object:
+    from store_edge.layout.loader import load_store
+    from store_edge.vision.detector import DEFAULT_WEIGHTS, DetectorConfig, VisionPipeline
+
+    config = DetectorConfig(
+        weights=Path(args.weights) if args.weights else DEFAULT_WEIGHTS,
+        classes=tuple(args.classes),
+        imgsz=args.imgsz,
+        conf=args.conf,
+        device=args.device,
+    )
+    return VisionPipeline(load_store(args.store), config)
+
+
+def _cmd_vision(args: argparse.Namespace) -> int:
+    import logging
+    import time
+
+    from store_edge.live.mqtt import parse_broker_url
+    from store_edge.protocol.codec import encode, schema_name
+    from store_edge.protocol.topics import topic_for
+    from store_edge.recording.mcap_io import RecordingWriter
+    from store_edge.vision.detector import VisionPipeline, VisionSetupError
+    from store_edge.vision.worker import (
+        LiveVisionWorker,
+        VisionOutput,
+        frames_from_video,
+        run_offline,
+        vision_recording,
+    )
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sources = sum(x is not None for x in (args.video, args.recording))
+    if sources == 0 and not args.broker:
+        print("store-edge vision: give --video FILE, --recording FILE.mcap or --broker URL", file=sys.stderr)
+        return 2
+    try:
+        pipeline = _vision_pipeline(args)
+    except VisionSetupError as e:
+        print(f"store-edge vision: {e}", file=sys.stderr)
+        return 2
+    assert isinstance(pipeline, VisionPipeline)
+    store_id = pipeline.store.store_id
+    device_id = args.worker_id or f"vision-{store_id}"
+    if args.recording:
+        if not args.out:
+            print("store-edge vision: --recording needs --out FILE.mcap", file=sys.stderr)
+            return 2
+        n = vision_recording(pipeline, args.recording, args.out, device_id, progress=not args.quiet)
+        print(f"{n} vision messages written to {args.out}", file=sys.stderr)
+        return 0
+    if args.video:
+        if not args.camera:
+            print("store-edge vision: --video needs --camera ID (whose calibration applies)", file=sys.stderr)
+            return 2
+        start = args.start_ns if args.start_ns is not None else time.time_ns()
+        frames = frames_from_video(args.video, args.camera, start, args.fps)
+        msgs = run_offline(pipeline, VisionOutput(store_id, device_id), frames)
+        n = 0
+        if args.out:
+            with RecordingWriter(args.out) as w:
+                for msg in msgs:
+                    ts = msg.header.ts_ns
+                    w.write(topic_for(store_id, msg), schema_name(type(msg)), type(msg), encode(msg), ts, ts, n)
+                    n += 1
+        elif args.broker:
+            from store_edge.live.mqtt import MqttLink
+
+            link = MqttLink(parse_broker_url(args.broker, os.environ), device_id).start()
+            try:
+                for msg in msgs:
+                    link.publish(topic_for(store_id, msg), encode(msg)).wait_for_publish(timeout=10)
+                    n += 1
+            finally:
+                link.stop()
+        else:
+            for msg in msgs:
+                print(msg.model_dump_json())
+                n += 1
+        print(f"{n} vision messages from {args.video}", file=sys.stderr)
+        return 0
+    stop = _stop_on_signals()
+    worker = LiveVisionWorker(pipeline, parse_broker_url(args.broker, os.environ), device_id).start()
+    print(f"store-edge vision: store {store_id}, camera/+/frame on {args.broker}", file=sys.stderr)
+    try:
+        stop.wait()
+    finally:
+        worker.stop()
+    return 0
+
+
+def _cmd_camera(args: argparse.Namespace) -> int:
+    from store_edge.live.mqtt import parse_broker_url
+    from store_edge.vision.worker import publish_camera, publish_recorded_frames
+
+    broker = parse_broker_url(args.broker, os.environ)
+    if args.source.endswith(".mcap"):
+        n = publish_recorded_frames(args.source, args.store, broker, args.camera, args.fps, args.max_frames)
+    else:
+        if not args.camera:
+            print("store-edge camera: --camera ID is needed for a video source", file=sys.stderr)
+            return 2
+        n = publish_camera(args.source, args.camera, args.store, broker, args.fps, args.loop, args.max_frames)
+    print(f"{n} frames published", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="store-edge", description="Cashierless store edge: simulate, fuse, record.")
     p.add_argument("--version", action="version", version=f"store-edge {__version__}")
@@ -370,6 +477,34 @@ def build_parser() -> argparse.ArgumentParser:
     sch = sub.add_parser("schemas", help="write the JSON Schemas of every message to a folder")
     sch.add_argument("--out", default="docs/schemas")
     sch.set_defaults(func=_cmd_schemas)
+    vis = sub.add_parser(
+        "vision", help="camera frames to shopper tracks: person detector, ByteTrack, floor, store tracker"
+    )
+    vis.add_argument("--store", required=True, help="store layout YAML (camera calibrations)")
+    vis.add_argument("--video", help="a video file, RTSP URL or USB camera index, for --camera")
+    vis.add_argument("--camera", help="the camera the --video shows")
+    vis.add_argument("--recording", help="a recording with camera frames: writes a copy with vision's tracks to --out")
+    vis.add_argument("--broker", help="mqtt://HOST[:PORT]: live on camera/+/frame, or where --video tracks go")
+    vis.add_argument("--out", help="MCAP file for the tracks (with --video or --recording)")
+    vis.add_argument("--weights", help="ultralytics weights file (default models/person-detector-320.pt)")
+    vis.add_argument("--classes", type=int, nargs="+", default=[0], help="the model's person class ids (default 0)")
+    vis.add_argument("--imgsz", type=int, default=320, help="detector input size (default 320)")
+    vis.add_argument("--conf", type=float, default=0.1, help="lowest detection score kept (default 0.1)")
+    vis.add_argument("--device", help="cpu, or a GPU index such as 0 (default: a GPU when there is one)")
+    vis.add_argument("--fps", type=float, help="--video: frame rate (default: the file's)")
+    vis.add_argument("--start-ns", type=int, help="--video: time of the first frame (default: now)")
+    vis.add_argument("--worker-id", help="device id and MQTT client id (default vision-STORE)")
+    vis.add_argument("--quiet", action="store_true", help="no progress bar")
+    vis.set_defaults(func=_cmd_vision)
+    cam = sub.add_parser("camera", help="publish camera frames to MQTT from a video, RTSP URL, USB camera or recording")
+    cam.add_argument("source", help="video file, rtsp:// URL, USB camera index, or a recording (.mcap) with frames")
+    cam.add_argument("--store", required=True, help="store id (the topic tree cl/v1/STORE/...)")
+    cam.add_argument("--broker", required=True, help="mqtt://HOST[:PORT]")
+    cam.add_argument("--camera", help="camera id (a recording: only this camera; default all)")
+    cam.add_argument("--fps", type=float, help="frames per second (default: the source's own)")
+    cam.add_argument("--loop", action="store_true", help="start the video again at its end")
+    cam.add_argument("--max-frames", type=int, help="stop after this many frames")
+    cam.set_defaults(func=_cmd_camera)
     return p
 
 

@@ -1,0 +1,392 @@
+"""`store-edge vision` and `store-edge camera`: the I/O around `VisionPipeline`.
+
+Sources of frames: a video file (MP4, or anything OpenCV opens: an RTSP URL, a USB camera index) for
+one camera; a recording with `camera/*/frame` messages (`store-edge simulate --frames`); or the live
+`camera/+/frame` topics on MQTT. Outputs: `camera/{id}/tracks` per processed frame and `tracks`
+(store-level `ShopperTracks`) per tick, published on MQTT or written into a recording.
+
+Offline (file and recording), every frame is processed, in time order, frames of one instant in one
+batch. Live, a worker that falls behind skips frames: each batch takes the newest frame of every camera.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from store_edge.live.mqtt import BrokerAddress, MqttLink
+from store_edge.protocol import messages as m
+from store_edge.protocol.codec import ProtocolError, decode, encode, schema_name
+from store_edge.protocol.topics import ROUTES, parse_topic, store_prefix, topic_for
+from store_edge.protocol.truth import TRUTH_MODELS
+from store_edge.recording.mcap_io import RecordingWriter, read_attachment, read_messages, read_metadata
+from store_edge.vision.detector import Frame, VisionPipeline
+from store_edge.vision.store_tracker import FloorTrack
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+
+
+@dataclass
+class HeaderSource:
+    """Headers of one device: a boot id per start and a sequence number per message."""
+
+    device_id: str
+    boot_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    seq: int = 0
+
+    def next(self, ts_ns: int) -> m.Header:
+        self.seq += 1
+        return m.Header(device_id=self.device_id, boot_id=self.boot_id, seq=self.seq, ts_ns=ts_ns)
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ProtocolError("camera frame is not a decodable image")
+    return np.asarray(img, dtype=np.uint8)
+
+
+def frame_from_message(msg: m.CameraFrame) -> Frame:
+    ts = msg.timestamp.sec * NS + msg.timestamp.nsec
+    return Frame(msg.frame_id, ts, decode_image(base64.b64decode(msg.data)))
+
+
+def frames_from_recording(path: str | Path) -> Iterator[Frame]:
+    for rec in read_messages(path):
+        parsed = parse_topic(rec.topic)
+        if parsed is None or parsed.kind != "camera_frame":
+            continue
+        msg = decode(rec.topic, rec.data, parsed)
+        assert isinstance(msg, m.CameraFrame)
+        yield frame_from_message(msg)
+
+
+def frames_from_video(source: str, camera_id: str, start_ns: int, fps: float | None = None) -> Iterator[Frame]:
+    """Every frame of a video file (or stream), timed from `start_ns` at the file's own rate (or `fps`)."""
+    cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
+    if not cap.isOpened():
+        raise FileNotFoundError(f"cannot open video source {source!r}")
+    rate = fps or cap.get(cv2.CAP_PROP_FPS) or 15.0
+    k = 0
+    try:
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                return
+            yield Frame(camera_id, start_ns + round(k * NS / rate), np.asarray(img, dtype=np.uint8))
+            k += 1
+    finally:
+        cap.release()
+
+
+class VisionOutput:
+    """Turns pipeline results into protocol messages of one vision worker."""
+
+    def __init__(self, store_id: str, device_id: str) -> None:
+        self.store_id = store_id
+        self.headers = HeaderSource(device_id)
+
+    def camera_tracks(self, pipeline_result: Iterable[tuple[str, int, list[m.CameraTrack]]]) -> list[m.CameraTracks]:
+        return [
+            m.CameraTracks(header=self.headers.next(t_ns), camera_id=cam, frame_ts_ns=t_ns, tracks=tracks)
+            for cam, t_ns, tracks in pipeline_result
+        ]
+
+    def shopper_tracks(self, t_ns: int, tracks: list[FloorTrack]) -> m.ShopperTracks:
+        return m.ShopperTracks(
+            header=self.headers.next(t_ns),
+            tracks=[
+                m.ShopperTrack(track_id=t.track_id, x=round(t.x, 3), y=round(t.y, 3), confidence=round(t.confidence, 3))
+                for t in tracks
+            ],
+        )
+
+
+def process(pipeline: VisionPipeline, output: VisionOutput, frames: list[Frame]) -> list[m.Message]:
+    """One batch of frames (one instant, or the newest of each camera): camera tracks, then store tracks."""
+    results = pipeline.detect(frames)
+    msgs: list[m.Message] = list(
+        output.camera_tracks(
+            (
+                r.camera_id,
+                r.t_ns,
+                [
+                    m.CameraTrack(
+                        track_id=d.track_id,
+                        box=(round(d.box[0], 1), round(d.box[1], 1), round(d.box[2], 1), round(d.box[3], 1)),
+                        confidence=round(d.confidence, 3),
+                        floor=(round(d.floor[0], 3), round(d.floor[1], 3)) if d.floor else None,
+                    )
+                    for d in r.detections
+                ],
+            )
+            for r in results
+        )
+    )
+    if results:
+        t_ns = max(r.t_ns for r in results)
+        msgs.append(output.shopper_tracks(t_ns, pipeline.tick(t_ns)))
+    return msgs
+
+
+def run_offline(
+    pipeline: VisionPipeline, output: VisionOutput, frames: Iterable[Frame], batch_window_ns: int = NS // 100
+) -> Iterator[m.Message]:
+    """Frames in time order; those within `batch_window_ns` of the batch's first go through together."""
+    batch: list[Frame] = []
+    for f in frames:
+        if batch and (f.t_ns - batch[0].t_ns > batch_window_ns or any(b.camera_id == f.camera_id for b in batch)):
+            yield from process(pipeline, output, batch)
+            batch = []
+        batch.append(f)
+    if batch:
+        yield from process(pipeline, output, batch)
+
+
+def vision_recording(
+    pipeline: VisionPipeline,
+    source: str | Path,
+    out: str | Path,
+    device_id: str = "vision",
+    keep_frames: bool = False,
+    progress: bool = True,
+) -> int:
+    """A copy of a recording whose `tracks` come from the vision path on its camera frames instead of
+    the simulator's tracker; truth and every other sensor are kept, so `store-edge eval` scores the
+    fusion on vision's tracks. Returns the number of vision messages written."""
+    meta = read_metadata(source)
+    store_id = pipeline.store.store_id
+    output = VisionOutput(store_id, device_id)
+    frames = sum(
+        1 for r in read_messages(source) if (p := parse_topic(r.topic)) is not None and p.kind == "camera_frame"
+    )
+    written = 0
+    with RecordingWriter(out) as w:
+        for name, values in meta.items():
+            w.metadata(name, values)
+        for name in ("store.yaml", "scenario.yaml"):
+            data = read_attachment(source, name)
+            if data is not None:
+                w.attach(name, "application/yaml", data, 0)
+        for rec in read_messages(source):
+            parsed = parse_topic(rec.topic)
+            if rec.topic.startswith("truth/"):
+                w.write(
+                    rec.topic, rec.schema_name, TRUTH_MODELS[rec.topic], rec.data, rec.log_time_ns, rec.publish_time_ns
+                )
+            elif parsed is not None and parsed.kind == "shopper_tracks":
+                continue  # replaced by vision's
+            elif parsed is not None and (keep_frames or parsed.kind != "camera_frame"):
+                model = ROUTES[parsed.kind].model
+                w.write(rec.topic, rec.schema_name, model, rec.data, rec.log_time_ns, rec.publish_time_ns)
+        with tqdm(total=frames, unit="frame", desc="vision", disable=not progress) as bar:
+            for msg in run_offline(pipeline, output, _counted(frames_from_recording(source), bar)):
+                ts = msg.header.ts_ns
+                w.write(topic_for(store_id, msg), schema_name(type(msg)), type(msg), encode(msg), ts, ts, written)
+                written += 1
+    return written
+
+
+def _counted(frames: Iterator[Frame], bar: tqdm[Any]) -> Iterator[Frame]:
+    for f in frames:
+        bar.update()
+        yield f
+
+
+class LiveVisionWorker:
+    """Subscribes to `camera/+/frame` of a store and publishes camera tracks and store tracks."""
+
+    def __init__(self, pipeline: VisionPipeline, broker: BrokerAddress, device_id: str) -> None:
+        self.pipeline = pipeline
+        store_id = pipeline.store.store_id
+        self.output = VisionOutput(store_id, device_id)
+        self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=1000)
+        self.stopping = threading.Event()
+        self.frames_in = self.frames_done = self.frames_skipped = self.bad_frames = 0
+        self.link = MqttLink(
+            broker,
+            device_id,
+            on_message=self._message,
+            subscriptions=(f"{store_prefix(store_id)}/camera/+/frame",),
+            skip_retained=True,
+        )
+        self.thread = threading.Thread(target=self._run, name="vision-worker", daemon=True)
+
+    def _message(self, topic: str, payload: bytes, mid: int) -> None:
+        self.frames_in += 1
+        try:
+            self.inbox.put_nowait((topic, payload))
+        except queue.Full:
+            self.frames_skipped += 1
+
+    def _newest_per_camera(self) -> list[Frame]:
+        """Waits for a frame, then takes everything queued, keeping the newest frame of each camera."""
+        try:
+            items = [self.inbox.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                items.append(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        newest: dict[str, Frame] = {}
+        for topic, payload in items:
+            try:
+                msg = decode(topic, payload)
+                if not isinstance(msg, m.CameraFrame):
+                    continue
+                f = frame_from_message(msg)
+            except ProtocolError as e:
+                self.bad_frames += 1
+                log.warning("dropped a frame on %s: %s", topic, e.reason)
+                continue
+            if f.camera_id in newest:
+                self.frames_skipped += 1
+            if f.camera_id not in newest or f.t_ns >= newest[f.camera_id].t_ns:
+                newest[f.camera_id] = f
+        return sorted(newest.values(), key=lambda f: f.t_ns)
+
+    def _run(self) -> None:
+        store_id = self.pipeline.store.store_id
+        while not self.stopping.is_set():
+            frames = self._newest_per_camera()
+            if not frames:
+                continue
+            for msg in process(self.pipeline, self.output, frames):
+                self.link.publish(topic_for(store_id, msg), encode(msg))
+            self.frames_done += len(frames)
+
+    def start(self) -> LiveVisionWorker:
+        self.link.start()
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        self.link.stop()
+
+
+def publish_camera(
+    source: str,
+    camera_id: str,
+    store_id: str,
+    broker: BrokerAddress,
+    fps: float | None = None,
+    loop: bool = False,
+    max_frames: int | None = None,
+    jpeg_quality: int = 80,
+) -> int:
+    """`store-edge camera`: frames of a video file, RTSP URL or USB camera (OpenCV) as `CameraFrame`s on
+    `camera/{id}/frame`, at `fps` (default the source's own). Returns frames sent."""
+    link = MqttLink(broker, f"camera-{camera_id}").start()
+    if not link.connected.is_set():
+        link.stop()
+        raise ConnectionError(f"MQTT broker {broker.url} not reachable")
+    headers = HeaderSource(camera_id)
+    sent = 0
+    try:
+        while True:
+            cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
+            if not cap.isOpened():
+                raise FileNotFoundError(f"cannot open video source {source!r}")
+            rate = fps or cap.get(cv2.CAP_PROP_FPS) or 15.0
+            t0 = time.monotonic()
+            k = 0
+            while max_frames is None or sent < max_frames:
+                ok, img = cap.read()
+                if not ok:
+                    break
+                delay = t0 + k / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+                if not ok:
+                    continue
+                ts = time.time_ns()
+                msg = m.CameraFrame(
+                    header=headers.next(ts),
+                    timestamp=m.FoxgloveTime(sec=ts // NS, nsec=ts % NS),
+                    frame_id=camera_id,
+                    format="jpeg",
+                    data=base64.b64encode(buf.tobytes()).decode(),
+                )
+                link.publish(topic_for(store_id, msg), encode(msg)).wait_for_publish(timeout=10)
+                sent += 1
+                k += 1
+            cap.release()
+            if not loop or (max_frames is not None and sent >= max_frames):
+                return sent
+    finally:
+        link.stop()
+
+
+def publish_recorded_frames(
+    recording: str | Path,
+    store_id: str,
+    broker: BrokerAddress,
+    camera_id: str | None = None,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    speed: float = 1.0,
+) -> int:
+    """`store-edge camera REC.mcap`: a recording's camera frames (one camera, or all) on MQTT with their
+    recorded spacing (divided by `speed`), stamped with the present time; `fps` thins each camera to at
+    most that rate."""
+    link = MqttLink(broker, f"camera-replay-{time.time_ns() % 10**9}").start()
+    if not link.connected.is_set():
+        link.stop()
+        raise ConnectionError(f"MQTT broker {broker.url} not reachable")
+    headers: dict[str, HeaderSource] = {}
+    last_sent: dict[str, int] = {}
+    t0_rec: int | None = None
+    t0_wall = time.time_ns()
+    sent = 0
+    try:
+        for rec in read_messages(recording):
+            parsed = parse_topic(rec.topic)
+            if parsed is None or parsed.kind != "camera_frame":
+                continue
+            msg = decode(rec.topic, rec.data, parsed)
+            assert isinstance(msg, m.CameraFrame)
+            if camera_id is not None and msg.frame_id != camera_id:
+                continue
+            t_rec = msg.timestamp.sec * NS + msg.timestamp.nsec
+            if fps and msg.frame_id in last_sent and t_rec - last_sent[msg.frame_id] < NS / fps - NS // 1000:
+                continue
+            last_sent[msg.frame_id] = t_rec
+            if t0_rec is None:
+                t0_rec = t_rec
+            due = t0_wall + round((t_rec - t0_rec) / speed)
+            delay = (due - time.time_ns()) / NS
+            if delay > 0:
+                time.sleep(delay)
+            src = headers.setdefault(msg.frame_id, HeaderSource(msg.frame_id))
+            out = m.CameraFrame(
+                header=src.next(due),
+                timestamp=m.FoxgloveTime(sec=due // NS, nsec=due % NS),
+                frame_id=msg.frame_id,
+                format=msg.format,
+                data=msg.data,
+            )
+            link.publish(topic_for(store_id, out), encode(out)).wait_for_publish(timeout=10)
+            sent += 1
+            if max_frames is not None and sent >= max_frames:
+                break
+    finally:
+        link.stop()
+    return sent
