@@ -76,7 +76,8 @@ class TestModePaymentGateway(PaymentGateway):
     `tok_timeout` never answers in time; `tok_timeout_once` records the authorisation but times out on
     the first call (the response is lost), then answers normally: a retry with the same key must find
     the first authorisation rather than make a second; `tok_refund_timeout_once` pays normally but
-    loses the answer of each refund's first call.
+    loses the answer of each refund's first call; `tok_refused` is refused outright (a processor
+    error, not a decline); `tok_refund_refused_once` pays normally, each refund is refused once.
     """
 
     __test__ = False  # not a pytest class
@@ -99,6 +100,8 @@ class TestModePaymentGateway(PaymentGateway):
             self.calls += 1
             if token == "tok_timeout":
                 raise PaymentTimeoutError("test processor: tok_timeout never answers")
+            if token == "tok_refused":
+                raise PaymentError("test processor: tok_refused is refused (not a decline)")
             done = self._results.get(idempotency_key)
             if done is None:
                 if amount_cents <= 0:
@@ -167,6 +170,9 @@ class TestModePaymentGateway(PaymentGateway):
             intent = self._intent(ref)
             if intent.status != "succeeded":
                 raise PaymentError(f"intent {ref} is {intent.status}: nothing to refund")
+            if intent.token == "tok_refund_refused_once" and ("refused:" + idempotency_key) not in self._lost_once:
+                self._lost_once.add("refused:" + idempotency_key)
+                raise PaymentError("test processor: this refund is refused once")
             if intent.refunded_cents + amount_cents > intent.captured_cents:
                 raise PaymentError("refund exceeds the captured amount")
             intent.refunded_cents += amount_cents

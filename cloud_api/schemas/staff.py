@@ -70,3 +70,8 @@ class DeviceOut(BaseModel):
 
 class CloseVisitIn(BaseModel):
     note: str = Field(min_length=1, max_length=2000, description="what staff found (e.g. a restocking run)")
+
+
+class VisitStateOut(BaseModel):
+    visit_id: str
+    state: str

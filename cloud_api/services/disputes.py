@@ -194,3 +194,18 @@ def decide_dispute(c: Container, staff: Staff, dispute_id: str, approve: bool, n
         dispute.state = "refunding"
         audit(s, now, f"staff:{staff.id}", "dispute.approved", "dispute", dispute_id, note=note)
     return _refund(c, dispute_id, staff.id)
+
+
+def staff_retry_refund(c: Container, staff: Staff, dispute_id: str) -> Dispute:
+    """A manager asks again for a refund the processor refused (same idempotency key: made at most once)."""
+    with c.sessions() as s:
+        dispute = s.get(Dispute, dispute_id)
+        if dispute is None:
+            raise NotFoundError(f"no dispute {dispute_id}")
+        receipt = s.get(Receipt, dispute.receipt_id)
+        assert receipt is not None
+    if staff.store_id is not None and staff.store_id != receipt.store_id:
+        raise ForbiddenError(f"you work for store {staff.store_id}; this dispute is in store {receipt.store_id}")
+    if dispute.state != "refund_failed":
+        raise ConflictError(f"dispute {dispute_id} is {dispute.state}: only a failed refund is retried")
+    return _refund(c, dispute_id, staff.id)

@@ -350,6 +350,8 @@ def _record_outcome(
             payment.state, payment.error = "succeeded", None
             sm.check_transition(visit.state, "settled")
             visit.state = "settled"
+            if visit.flag_reason and visit.flag_reason.startswith("payment failed"):
+                visit.flag_reason = None
             _queue_deliveries(c, s, receipt, now)
             if account.standing == "flagged":
                 failed = s.scalar(
@@ -506,3 +508,22 @@ def close_unmatched(c: Container, staff: Staff, visit_id: str, note: str) -> str
         visit.flag_reason = f"{visit.flag_reason or ''}; closed by {staff.id}: {note}".lstrip("; ")
         audit(s, now, f"staff:{staff.id}", "visit.close", "visit", visit_id, note=note)
         return visit.state
+
+
+def staff_retry_payment(c: Container, staff: Staff, visit_id: str) -> str:
+    """A manager tries again a payment that stopped after repeated processor refusals (state `error`)."""
+    now = c.now_ns()
+    with c.transaction() as s:
+        visit = _lock_visit(c, s, visit_id)
+        if visit is None:
+            raise NotFoundError(f"no visit {visit_id}")
+        if staff.store_id is not None and staff.store_id != visit.store_id:
+            raise ForbiddenError(f"you work for store {staff.store_id}; visit {visit_id} is in store {visit.store_id}")
+        payment = s.scalars(select(Payment).where(Payment.visit_id == visit_id)).first()
+        if visit.state != "charging" or payment is None or payment.state != "error":
+            state = payment.state if payment is not None else "none"
+            raise ConflictError(f"visit {visit_id} is {visit.state} (payment {state}): nothing stopped to retry")
+        payment.attempt += 1
+        payment.state, payment.claimed_ns, payment.updated_ns = "pending", None, now
+        audit(s, now, f"staff:{staff.id}", "payment.retry", "visit", visit_id, attempt=payment.attempt)
+    return settle(c, visit_id) or "charging"

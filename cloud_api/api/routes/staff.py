@@ -20,6 +20,7 @@ from cloud_api.schemas.staff import (
     LineOut,
     StaffVisitOut,
     SweepOut,
+    VisitStateOut,
 )
 from cloud_api.services import devices, disputes, settlement
 from cloud_api.services.errors import ForbiddenError, NotFoundError
@@ -109,6 +110,12 @@ def close_visit(c: ContainerDep, s: SessionDep, staff: ReviewerDep, visit_id: st
     return _visit_out(s, v)
 
 
+@router.post("/visits/{visit_id}/payment-retry", responses=ERRORS)
+def retry_payment(c: ContainerDep, staff: ManagerDep, visit_id: str) -> VisitStateOut:
+    """Try again a payment that stopped after repeated processor refusals (a new attempt). Manager or above."""
+    return VisitStateOut(visit_id=visit_id, state=settlement.staff_retry_payment(c, staff, visit_id))
+
+
 @router.get("/disputes", responses=ERRORS)
 def disputes_list(
     s: SessionDep, staff: ManagerDep, state: str = "pending_staff", store_id: str | None = None
@@ -125,6 +132,12 @@ def disputes_list(
 def decide_dispute(c: ContainerDep, staff: ManagerDep, dispute_id: str, body: DisputeDecisionIn) -> DisputeOut:
     """Approve (refund through the payment processor) or reject a dispute. Manager or above."""
     return dispute_out(disputes.decide_dispute(c, staff, dispute_id, body.approve, body.note))
+
+
+@router.post("/disputes/{dispute_id}/refund-retry", responses=ERRORS)
+def retry_refund(c: ContainerDep, staff: ManagerDep, dispute_id: str) -> DisputeOut:
+    """Ask the processor again for a refund it refused (same idempotency key). Manager or above."""
+    return dispute_out(disputes.staff_retry_refund(c, staff, dispute_id))
 
 
 @router.get("/audit", responses=ERRORS)

@@ -6,6 +6,7 @@ Idempotency-Key replays the first response). Test payment methods: `pm_card_visa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -42,12 +43,13 @@ class FakeStripe:
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Request-Id", "req_" + secrets.token_hex(6))
-                self.end_headers()
-                self.wfile.write(data)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("Request-Id", "req_" + secrets.token_hex(6))
+                    self.end_headers()
+                    self.wfile.write(data)
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -155,3 +155,23 @@ def test_concurrent_disputes_of_the_same_unit_accept_one(client: TestClient, wor
     for t in threads:
         t.join()
     assert sorted(codes) == [201, 400, 400, 400]
+
+
+def test_a_refused_refund_is_retried_by_a_manager(
+    client: TestClient, container: Container, gateway: TestModePaymentGateway
+) -> None:
+    w = make_world(container, tokens={"alice": "tok_refund_refused_once"})
+    receipt = _paid_receipt(client, w)
+    d = client.post(
+        f"/v1/shoppers/me/receipts/{receipt['receipt_id']}/disputes",
+        json={"sku": "1001", "reason": "one was crushed"},
+        headers=w.shopper("alice"),
+    ).json()
+    assert d["state"] == "refund_failed"
+    url = f"/v1/staff/disputes/{d['dispute_id']}/refund-retry"
+    assert client.post(url, headers=w.auth(w.staff["reviewer"])).status_code == 403
+    r = client.post(url, headers=w.auth(w.staff["manager"]))
+    assert r.json()["state"] == "refunded"
+    (intent,) = gateway.intents.values()
+    assert intent.refunded_cents == 77
+    assert client.post(url, headers=w.auth(w.staff["manager"])).status_code == 409

@@ -408,3 +408,25 @@ def test_concurrent_retries_of_one_unsettled_visit_charge_once(
     assert gateway.captured_total() == BASKET_CENTS
     assert len(gateway.intents) == 1
     assert gateway.calls == calls_before + 2  # one worker claimed the charge (authorise + capture); the rest stood back
+
+
+def test_repeated_processor_refusals_stop_for_staff_who_retry(
+    client: TestClient, container: Container, gateway: TestModePaymentGateway
+) -> None:
+    w = make_world(container, tokens={"alice": "tok_refused"})
+    visit_id = enter(client, w)
+    put_cart(client, w, visit_id, cart_body(w, visit_id, BASKET))
+    for _ in range(5):
+        settlement.retry_unsettled(container)
+    (payment,) = _payments(container, visit_id)
+    assert (payment.state, payment.attempt) == ("error", settlement.MAX_ATTEMPTS)
+    detail = client.get(f"/v1/staff/visits/{visit_id}", headers=w.auth(w.staff["reviewer"])).json()
+    assert "needs staff" in detail["flag_reason"]
+    url = f"/v1/staff/visits/{visit_id}/payment-retry"
+    assert client.post(url, headers=w.auth(w.staff["reviewer"])).status_code == 403
+    client.put("/v1/shoppers/me/payment-method", json={"token": "tok_visa"}, headers=w.shopper("alice"))
+    r = client.post(url, headers=w.auth(w.staff["manager"]))
+    assert r.json() == {"visit_id": visit_id, "state": "settled"}
+    assert gateway.captured_total() == BASKET_CENTS
+    assert client.post(url, headers=w.auth(w.staff["manager"])).status_code == 409
+    assert client.get(f"/v1/staff/visits/{visit_id}", headers=w.auth(w.staff["reviewer"])).json()["flag_reason"] is None
