@@ -82,7 +82,7 @@ def plot_action_traces(path: str | Path, store: StoreLayout, out: Path, limit: i
     written = []
     for shelf_id, acts in by_shelf.items():
         times: list[float] = []
-        rows: list[list[float]] = []
+        rows: list[list[float | None]] = []
         plate_ids: list[str] = []
         for msg in read_messages(path, topics=[f"{prefix}/weight/{shelf_id}"]):
             d = json.loads(msg.data)
@@ -92,7 +92,7 @@ def plot_action_traces(path: str | Path, store: StoreLayout, out: Path, limit: i
                 rows.append(row)
         if not rows:
             continue
-        t, v = np.array(times), np.array(rows)
+        t, v = np.array(times), np.array(rows, dtype=float)  # a null reading (None) becomes NaN
         for a in acts:
             t0, t1 = a.start_ns / NS, a.end_ns / NS
             win = (t > t0 - 2) & (t < t1 + 3)

@@ -130,9 +130,12 @@ class ShelfWeightEventDetector:
         return [p.plate_id for p in self.plates]
 
     def add_batch(
-        self, t_ns: NDArray[np.int64] | list[int], values: NDArray[np.float64] | list[list[float]]
+        self,
+        t_ns: NDArray[np.int64] | list[int],
+        values: NDArray[np.float64] | list[list[float | None]] | list[list[float]],
     ) -> list[WeightEvent]:
-        """`values[i][j]` is plate j at time `t_ns[i]`. Returns the events that finished."""
+        """`values[i][j]` is plate j at time `t_ns[i]` (None or NaN: no reading). Returns the events
+        that finished."""
         vals = np.asarray(values, dtype=float)
         times = np.asarray(t_ns, dtype=np.int64)
         if vals.ndim != 2 or vals.shape[1] != len(self.plates) or len(times) != len(vals):

@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from store_edge import __version__
 from store_edge.fusion.engine import Cart, EngineOutput, EngineParams, FusionEngine
 from store_edge.fusion.engine import ReviewTicket as EngineTicket
+from store_edge.fusion.evidence import WeightTraceBuffer, ticket_evidence
 from store_edge.layout.model import StoreLayout
 from store_edge.live.cloud import CloudSender
 from store_edge.live.ingest import Deduplicator, LateMessageError, Reorderer
@@ -101,8 +103,9 @@ def cart_message(cart: Cart, header: m.Header) -> m.CartUpdate:
     )
 
 
-def ticket_message(t: EngineTicket, header: m.Header) -> m.ReviewTicket:
+def ticket_message(t: EngineTicket, header: m.Header, evidence: m.TicketEvidence | None = None) -> m.ReviewTicket:
     return m.ReviewTicket(
+        evidence=evidence,
         header=header,
         ticket_id=t.ticket_id,
         event_id=t.event.event_id,
@@ -135,6 +138,9 @@ class EdgeWorker:
         self.metrics = WorkerMetrics()
         self._messages_in: dict[str, Any] = {}
         self.engine = FusionEngine(store, config.engine)
+        self.traces = WeightTraceBuffer()
+        self.tickets: dict[str, tuple[set[str], m.ReviewTicket]] = {}
+        """Open review tickets (with their line ids) until the carts of their lines close."""
         self.dedup = Deduplicator()
         scales = [shelf.scale.device_id for shelf in store.shelves_by_id.values()]
         self.reorder = Reorderer(round(config.lag_s * NS), round(config.jitter_s * NS), scales)
@@ -187,14 +193,33 @@ class EdgeWorker:
         for ticket in out.tickets:
             if not self._replaying:
                 self.metrics.review_tickets.inc()
-            self._publish(ticket_message(ticket, self._header(self.engine.now_ns)), retain=True)
+            ev = ticket.event
+            evidence = ticket_evidence(
+                self.traces, self.engine.shoppers, ev.shelf_id, list(ev.plate_deltas_g), ticket.shoppers,
+                ev.start_ns, ev.end_ns,
+            )  # fmt: skip
+            ticket_msg = ticket_message(ticket, self._header(self.engine.now_ns), evidence)
+            self.tickets[ticket.ticket_id] = (set(ticket.line_ids), ticket_msg)
+            self._publish(ticket_msg, retain=True)
+        for ticket_id in out.withdrawn_tickets:
+            if self.tickets.pop(ticket_id, None) is not None and self.link is not None and not self._replaying:
+                self.link.publish(f"{self.prefix}/review/{ticket_id}", b"", retain=True)  # clears the retained one
         for cart in out.closed_carts:
             msg = cart_message(cart, self._header(self.engine.now_ns))
             self._publish(msg, retain=True)
-            if self.outbox.put(cart.visit_id, _settlement_payload(self.store.store_id, cart, msg)):
+            line_ids = {ln.line_id for ln in cart.lines}
+            tickets = [t for lines, t in self.tickets.values() if lines & line_ids]
+            self._forget_settled_tickets()
+            if self.outbox.put(cart.visit_id, _settlement_payload(self.store.store_id, cart, msg, tickets)):
                 log.info("cart %s closed: %s", cart.visit_id, cart.receipt)
             if self.sender is not None:
                 self.sender.wake()
+
+    def _forget_settled_tickets(self) -> None:
+        """A ticket goes with the carts of its lines; once they are all closed the worker lets it go."""
+        open_lines = {ln.line_id for c in self.engine.carts.values() if c.state != "closed" for ln in c.lines}
+        for ticket_id in [tid for tid, (lines, _) in self.tickets.items() if not lines & open_lines]:
+            del self.tickets[ticket_id]
 
     # --- input ---------------------------------------------------------------------------------
     def handle_raw(self, topic: str, payload: bytes) -> bool:
@@ -229,6 +254,8 @@ class EdgeWorker:
     def _feed(self, ready: list[m.Message]) -> None:
         out = EngineOutput()
         for msg in ready:
+            if isinstance(msg, m.WeightBatch):  # kept a while: the evidence of review tickets
+                self.traces.add(msg.shelf_id, msg.plate_ids, msg.t0_ns, msg.period_ns, msg.samples)
             out.extend(self.engine.handle(msg))
         self._emit(out)
 
@@ -249,7 +276,9 @@ class EdgeWorker:
     def snapshot(self) -> int:
         """Save the whole state (engine, deduplicator, merge buffer) and delete the journal rows it
         includes. Called between messages on the worker thread. Returns the rows deleted."""
-        state = pickle.dumps((self.engine, self.dedup, self.reorder), protocol=pickle.HIGHEST_PROTOCOL)
+        state = pickle.dumps(
+            (self.engine, self.dedup, self.reorder, self.traces, self.tickets), protocol=pickle.HIGHEST_PROTOCOL
+        )
         removed = self.journal.save_snapshot(self._handled_id, __version__, state, time.time_ns())
         self._last_snapshot = time.monotonic()
         log.info(
@@ -265,7 +294,7 @@ class EdgeWorker:
         if snap.software != __version__:
             log.warning("snapshot written by %s, this is %s: loading it anyway", snap.software, __version__)
         try:
-            self.engine, self.dedup, self.reorder = pickle.loads(snap.state)  # our own file: trusted
+            self.engine, self.dedup, self.reorder, self.traces, self.tickets = pickle.loads(snap.state)  # ours: trusted
         except Exception:
             # the rows it covered are gone: say loudly what is lost rather than refuse to run the store
             log.exception(
@@ -363,9 +392,10 @@ class EdgeWorker:
                 self.snapshot()
 
 
-def _settlement_payload(store_id: str, cart: Cart, msg: m.CartUpdate) -> bytes:
-    """What the cloud receives for a finished visit: the charged receipt, the lines with their status,
-    and the open review tickets' lines (which it must not charge until staff decide)."""
+def _settlement_payload(store_id: str, cart: Cart, msg: m.CartUpdate, tickets: Sequence[m.ReviewTicket] = ()) -> bytes:
+    """What the cloud receives for a finished visit: the charged receipt, the lines with their status
+    (lines under review must not be charged until staff decide), and the review tickets of those lines
+    with their evidence (weight traces, where the candidates stood)."""
     body: dict[str, Any] = {
         "store_id": store_id,
         "visit_id": cart.visit_id,
@@ -373,6 +403,7 @@ def _settlement_payload(store_id: str, cart: Cart, msg: m.CartUpdate) -> bytes:
         "closed_ns": cart.closed_ns,
         "receipt": [{"sku": s, "quantity": q} for s, q in cart.receipt.items()],
         "cart": json.loads(encode(msg)),
+        "tickets": [json.loads(encode(t)) for t in tickets],
     }
     return json.dumps(body, sort_keys=True).encode()
 

@@ -42,8 +42,10 @@ class WeightBatch(_Msg):
     plate_ids: list[Id] = Field(min_length=1, max_length=64)
     t0_ns: TimeNs
     period_ns: int = Field(gt=0, le=10**9)
-    samples: list[list[float]] = Field(
-        min_length=1, max_length=1000, description="NaN marks a reading the scale could not take"
+    samples: list[list[float | None]] = Field(
+        min_length=1,
+        max_length=1000,
+        description="null marks a reading the scale could not take (JSON has no NaN; a NaN is sent as null)",
     )
 
     @model_validator(mode="after")
@@ -189,6 +191,30 @@ class CartUpdate(_Msg):
     lines: list[CartLine]
 
 
+class PlateTrace(_Msg):
+    """Raw readings of one plate around an event, as its scale sent them (null: no reading)."""
+
+    plate_id: Id
+    t0_ns: TimeNs
+    period_ns: int = Field(gt=0, le=10**9)
+    grams: list[float | None] = Field(max_length=20_000)
+
+
+class ShopperPath(_Msg):
+    """Where one candidate's track was during an event: floor points and, where seen, the hand."""
+
+    visit_id: Id | None
+    track_id: Id | None
+    probability: float = Field(ge=0, le=1)
+    points: list[tuple[int, float, float]] = Field(max_length=5_000, description="(t ns, x m, y m)")
+    hands: list[tuple[int, float, float, float]] = Field(max_length=5_000, description="(t ns, x, y, z m)")
+
+
+class TicketEvidence(_Msg):
+    traces: list[PlateTrace] = Field(max_length=64)
+    shoppers: list[ShopperPath] = Field(max_length=32)
+
+
 class ReviewTicket(_Msg):
     kind: Literal["review_ticket"] = "review_ticket"
     header: Header
@@ -200,6 +226,9 @@ class ReviewTicket(_Msg):
     products: list[ProductCandidate]
     shoppers: list[ShopperCandidate]
     window_ns: tuple[int, int]
+    evidence: TicketEvidence | None = Field(
+        default=None, description="the plates' weight traces and the candidates' paths, for the reviewer"
+    )
 
 
 class DeviceStatus(_Msg):

@@ -354,3 +354,37 @@ def test_a_snapshot_prunes_the_journal_and_a_restart_gives_the_same_carts(
     restarted.flush()
     restarted.engine.finish()
     assert {v: +Counter(c.receipt) for v, c in restarted.engine.carts.items()} == offline_receipts
+
+
+def test_review_tickets_carry_their_evidence_to_the_cloud(demo_store: StoreLayout, tmp_path: Path) -> None:
+    worker = EdgeWorker(demo_store, WorkerConfig(state_dir=tmp_path / "state", lag_s=2.0))
+    for m in read_messages(RECORDING):
+        if not m.topic.startswith("truth/"):
+            worker.handle_raw(m.topic, m.data)
+    worker.flush()
+    bodies = [json.loads(item.payload) for item in worker.outbox.due(time.time_ns(), limit=1000)]
+    assert bodies, "no cart closed"
+    tickets = [t for b in bodies for t in b["tickets"]]
+    assert tickets, "the hard cases raise review tickets"
+    for body in bodies:  # a cart brings the tickets of its lines under review, and only those
+        reviewed = {ln["line_id"] for ln in body["cart"]["lines"] if ln["status"] == "under_review"}
+        assert bool(reviewed) == bool(body["tickets"])
+    for t in tickets:
+        evidence = t["evidence"]
+        start, end = t["window_ns"]
+        traces = {tr["plate_id"]: tr for tr in evidence["traces"]}
+        assert set(traces) == set(t["plate_ids"])
+        # the traces reach from before the event to after it, and show the change that made the ticket
+        changes = []
+        for tr in traces.values():
+            assert tr["t0_ns"] < start
+            assert tr["t0_ns"] + len(tr["grams"]) * tr["period_ns"] > end
+            grams = [g for g in tr["grams"] if g is not None]
+            changes.append(abs(sum(grams[-20:]) / 20 - sum(grams[:20]) / 20))
+        assert max(changes) > 10, changes
+        # candidate shoppers with where they stood while it happened
+        paths = [p for p in evidence["shoppers"] if p["visit_id"] is not None]
+        assert paths
+        assert {p["visit_id"] for p in paths} <= {c["visit_id"] for c in t["shoppers"]}
+        assert any(p["points"] for p in paths)
+        assert all(start - 2 * 10**9 <= pt[0] <= end + 2 * 10**9 for p in paths for pt in p["points"])
