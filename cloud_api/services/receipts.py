@@ -53,8 +53,10 @@ View it online: {{ r.web_url }}
 )
 
 
-def signed_link(c: Container, receipt_id: str) -> str:
-    exp = c.now_ns() // 10**9 + int(c.settings.receipt_link_ttl_s)
+def signed_link(c: Container, receipt_id: str, created_ns: int) -> str:
+    """The receipt's web link: valid for `receipt_link_ttl_s` after the receipt was made, and the same
+    link every time it is shown (email, JSON, webhook)."""
+    exp = created_ns // 10**9 + int(c.settings.receipt_link_ttl_s)
     sig = sign(c.link_key, f"{receipt_id}.{exp}".encode())
     return f"{c.settings.public_url.rstrip('/')}/v1/receipts/{receipt_id}/page?exp={exp}&sig={sig}"
 
@@ -102,7 +104,7 @@ def receipt_out(c: Container, s: Session, receipt: Receipt) -> ReceiptOut:
         payment_state=payment_state,
         created_ns=receipt.created_ns,
         closed_ns=visit.closed_ns if visit else None,
-        web_url=signed_link(c, receipt.id),
+        web_url=signed_link(c, receipt.id, receipt.created_ns),
     )
 
 

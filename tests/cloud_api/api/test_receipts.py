@@ -234,3 +234,16 @@ def test_a_declined_visit_gets_a_declined_receipt_then_a_paid_one(
         ("receipt.paid", "succeeded"),
     ]
     assert hooks[0]["delivery_id"] != hooks[1]["delivery_id"]
+
+
+def test_the_receipt_link_is_stable_and_expires(client: TestClient, world: World, clock: Clock) -> None:
+    _, receipt = _settle(client, world)
+    url = f"/v1/shoppers/me/receipts/{receipt['receipt_id']}"
+    clock.advance(5)
+    assert client.get(url, headers=world.shopper("alice")).json()["web_url"] == receipt["web_url"]
+    link = receipt["web_url"].replace("http://testserver", "")
+    assert client.get(link).status_code == 200
+    clock.advance(91 * 24 * 3600)
+    r = client.get(link)
+    assert r.status_code == 403
+    assert "expired" in r.json()["message"]
