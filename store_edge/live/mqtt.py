@@ -10,6 +10,7 @@ import asyncio
 import logging
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -167,6 +168,8 @@ class MqttLink:
             self.client.will_set(will[0], will[1], qos=1, retain=True)
         self._on_message = on_message
         self._stopping = False
+        self.connected_since = 0.0
+        """When the latest connection came up (monotonic s)."""
         self.client.on_connect = self._connected
         self.client.on_disconnect = self._disconnected
         self.client.on_subscribe = lambda *_: self.subscribed.set()
@@ -180,6 +183,7 @@ class MqttLink:
         self.subscribed.clear()
         if self.subscriptions:
             client.subscribe([(topic, 1) for topic in self.subscriptions])
+        self.connected_since = time.monotonic()
         self.connected.set()
         log.info("MQTT connected to %s", self.address.url)
 

@@ -268,6 +268,16 @@ class EdgeWorker:
         self.metrics.open_visits.set(self.open_visits())
         self.metrics.sequence_gaps.set(self.dedup.gaps)
 
+    def _inputs_quiet(self) -> bool:
+        """Nothing has come for a while and nothing can be on its way. Not while the broker link is down
+        (the broker keeps what the devices send meanwhile), nor just after it came back (the backlog is
+        about to arrive): a flush then would make the backlog late."""
+        link = self.link
+        if link is not None and not link.connected.is_set():
+            return False
+        since = max(self._last_input, link.connected_since if link is not None else 0.0)
+        return time.monotonic() - since >= self.config.idle_flush_s
+
     def flush(self) -> None:
         """Inputs have gone quiet: release what waits behind the watermark."""
         self._feed(self.reorder.flush())
@@ -373,7 +383,7 @@ class EdgeWorker:
             try:
                 first = self.work.get(timeout=0.05)
             except queue.Empty:
-                if len(self.reorder) and time.monotonic() - self._last_input >= self.config.idle_flush_s:
+                if len(self.reorder) and self._inputs_quiet():
                     self.flush()
                 self.metrics.outbox_depth.set(self.outbox.depth())
                 continue
