@@ -36,8 +36,9 @@ class BodyModel:
     """Floor to the top of the head of a typical adult (the renderer's median shopper)."""
     radius_m: float = 0.25
     """Half the shoulder width plus clothing, seen from any side."""
-    border_px: float = 2.0
-    """A box edge this close to the image border is taken to be cut by it."""
+    border_px: float = 10.0
+    """A box edge this close to the image border is taken to be cut by it (a detector's box of a person
+    cut by the frame stops a few pixels short of the border)."""
 
 
 class FloorProjector:

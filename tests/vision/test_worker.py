@@ -1,0 +1,251 @@
+"""The vision worker on rendered frames: an MP4 file, a recording, and live frames over MQTT, each
+producing tracks where the simulator put the shoppers. Needs the trained detector in models/."""
+
+from __future__ import annotations
+
+import base64
+import math
+import queue
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from store_edge.cli import main
+from store_edge.evaluation import evaluate
+from store_edge.layout import Camera, StoreLayout
+from store_edge.live.mqtt import BrokerAddress, EmbeddedBroker, MqttLink
+from store_edge.protocol import messages as m
+from store_edge.protocol.codec import decode, encode
+from store_edge.protocol.topics import store_prefix, topic_for
+from store_edge.recording.mcap_io import read_messages
+from store_edge.sim.frames import render_frame
+from store_edge.sim.generate import random_scenario
+from store_edge.sim.plan import Plan, build_plan, rng_for
+from store_edge.sim.simulator import simulate
+from store_edge.vision.detector import DEFAULT_WEIGHTS, DetectorConfig, VisionPipeline
+from store_edge.vision.worker import (
+    LiveVisionWorker,
+    VisionOutput,
+    frames_from_video,
+    run_offline,
+    vision_recording,
+)
+from tests.conftest import DEMO_STORE
+
+pytestmark = pytest.mark.skipif(
+    not DEFAULT_WEIGHTS.is_file(),
+    reason=f"detector weights {DEFAULT_WEIGHTS} absent: run tools/train_detector.py",
+)
+FPS = 5.0
+SECONDS = 3.0
+NS = 1_000_000_000
+
+
+@pytest.fixture(scope="module")
+def plan(demo_store: StoreLayout) -> Plan:
+    return build_plan(demo_store, random_scenario(demo_store, 6, 2, seed=21))
+
+
+def _busy_window(plan: Plan, store: StoreLayout) -> tuple[Camera, float]:
+    """A camera and a start time at which it sees somebody for the whole clip."""
+    for t0 in np.arange(10.0, 100.0, 1.0):
+        for cam in store.cameras:
+            counts = [
+                len(render_frame(plan, cam, float(t), rng_for(0, "probe", cam.id))[1])
+                for t in (t0, t0 + SECONDS / 2, t0 + SECONDS - 0.2)
+            ]
+            if min(counts) >= 1:
+                return cam, float(t0)
+    raise AssertionError("no camera sees anybody in this scenario")
+
+
+def _truth_at(plan: Plan, t: float) -> list[tuple[float, float]]:
+    return [
+        (float(xy[0]), float(xy[1])) for p in plan.shoppers if p.enter_s <= t <= p.exit_s for xy in [p.trajectory.at(t)]
+    ]
+
+
+def _nearest(truth: list[tuple[float, float]], x: float, y: float) -> float:
+    return min(math.hypot(x - tx, y - ty) for tx, ty in truth)
+
+
+@pytest.fixture(scope="module")
+def pipeline(demo_store: StoreLayout) -> VisionPipeline:
+    return VisionPipeline(demo_store, DetectorConfig(device="cpu"))
+
+
+def test_worker_on_an_mp4_file_tracks_people_where_they_are(
+    plan: Plan, demo_store: StoreLayout, pipeline: VisionPipeline, tmp_path: Path
+) -> None:
+    cam, t0 = _busy_window(plan, demo_store)
+    video = tmp_path / f"{cam.id}.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), FPS, cam.resolution)
+    n = int(SECONDS * FPS)
+    for k in range(n):
+        img, _ = render_frame(plan, cam, t0 + k / FPS, rng_for(0, "mp4", k))
+        writer.write(img)
+    writer.release()
+
+    start_ns = round(t0 * NS)
+    msgs = list(
+        run_offline(pipeline, VisionOutput("demo", "vision-test"), frames_from_video(str(video), cam.id, start_ns))
+    )
+    camera_tracks = [x for x in msgs if isinstance(x, m.CameraTracks)]
+    store_tracks = [x for x in msgs if isinstance(x, m.ShopperTracks)]
+    assert len(camera_tracks) == n
+    assert len(store_tracks) == n
+
+    errors = []
+    for msg in camera_tracks:
+        truth = _truth_at(plan, msg.frame_ts_ns / NS)
+        errors += [_nearest(truth, *t.floor) for t in msg.tracks if t.floor is not None]
+    assert len(errors) >= n  # somebody in (nearly) every frame
+    assert float(np.median(errors)) < 0.3
+    placed = [_nearest(_truth_at(plan, s.header.ts_ns / NS), t.x, t.y) for s in store_tracks for t in s.tracks]
+    assert placed
+    assert float(np.median(placed)) < 0.3
+    # one person walking through one camera keeps one store-level id
+    ids = {t.track_id for s in store_tracks for t in s.tracks}
+    people = max(len(s.tracks) for s in store_tracks)
+    assert len(ids) <= people + 1
+
+
+def _frames(plan: Plan, store: StoreLayout, t0: float) -> Iterator[m.CameraFrame]:
+    for k in range(int(SECONDS * FPS)):
+        t = t0 + k / FPS
+        for cam in store.cameras[:4]:
+            img, _ = render_frame(plan, cam, t, rng_for(0, "mqtt", cam.id, k))
+            ok, buf = cv2.imencode(".jpg", img)
+            assert ok
+            ns = round(t * NS)
+            yield m.CameraFrame(
+                header=m.Header(device_id=cam.id, boot_id="b1", seq=k + 1, ts_ns=ns),
+                timestamp=m.FoxgloveTime(sec=ns // NS, nsec=ns % NS),
+                frame_id=cam.id,
+                data=base64.b64encode(buf.tobytes()).decode(),
+            )
+
+
+def test_live_worker_on_mqtt_frames_publishes_store_tracks(plan: Plan, demo_store: StoreLayout) -> None:
+    embedded = EmbeddedBroker().start()
+    broker: BrokerAddress = embedded.address
+    got: queue.Queue[bytes] = queue.Queue()
+    listener = MqttLink(
+        broker,
+        "test-tracks-listener",
+        on_message=lambda _t, payload, _mid: got.put(payload),
+        subscriptions=(f"{store_prefix('demo')}/tracks",),
+    ).start()
+    assert listener.subscribed.wait(10)
+    pipeline = VisionPipeline(demo_store, DetectorConfig(device="cpu"))
+    worker = LiveVisionWorker(pipeline, broker, "vision-demo-test").start()
+    assert worker.link.subscribed.wait(10)
+    publisher = MqttLink(broker, "test-camera").start()
+    t0 = 30.0
+    try:
+        for sent, frame in enumerate(_frames(plan, demo_store, t0), start=1):
+            publisher.publish(topic_for("demo", frame), encode(frame)).wait_for_publish(timeout=10)
+            if frame.frame_id == demo_store.cameras[3].id:
+                # the last camera of this instant: let the worker finish it (it skips frames when behind)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and (
+                    worker.frames_in < sent or worker.frames_done + worker.frames_skipped < worker.frames_in
+                ):
+                    time.sleep(0.02)
+        time.sleep(0.5)
+    finally:
+        publisher.stop()
+        worker.stop()
+        listener.stop()
+        embedded.stop()
+    msgs = []
+    while not got.empty():
+        msg = decode(f"{store_prefix('demo')}/tracks", got.get())
+        assert isinstance(msg, m.ShopperTracks)
+        msgs.append(msg)
+    assert len(msgs) >= SECONDS * FPS / 2
+    assert worker.frames_done > 0
+    placed = [_nearest(_truth_at(plan, s.header.ts_ns / NS), t.x, t.y) for s in msgs for t in s.tracks]
+    assert placed
+    assert float(np.median(placed)) < 0.3
+
+
+def test_vision_recording_replaces_the_simulated_tracks(demo_store: StoreLayout, tmp_path: Path) -> None:
+    scenario = random_scenario(demo_store, 1, 0.5, seed=3)
+    sim = tmp_path / "sim.mcap"
+    simulate(demo_store, scenario, sim, frames=True, frame_fps=0.5)
+    out = tmp_path / "vision.mcap"
+    pipeline = VisionPipeline(demo_store, DetectorConfig(device="cpu"))
+    n = vision_recording(pipeline, sim, out, device_id="vision-test", progress=False)
+    assert n > 0
+    topics = Counter(r.topic for r in read_messages(out))
+    sim_topics = Counter(r.topic for r in read_messages(sim))
+    tracks_topic = f"{store_prefix('demo')}/tracks"
+    devices = {decode(tracks_topic, r.data).header.device_id for r in read_messages(out, [tracks_topic])}
+    assert devices == {"vision-test"}  # the simulator's tracker is gone
+    # every frame instant gives one store-level message; truth and the other sensors are all kept
+    frame_times = {
+        (r.json()["timestamp"]["sec"], r.json()["timestamp"]["nsec"])
+        for r in read_messages(sim)
+        if "/camera/" in r.topic
+    }
+    assert topics[tracks_topic] == len(frame_times)
+    for topic, count in sim_topics.items():
+        if topic.startswith("truth/") or "/weight/" in topic or "/gate/" in topic:
+            assert topics[topic] == count
+    assert not any("/frame" in t for t in topics)
+    assert evaluate(out).truth == evaluate(sim).truth
+
+
+def test_cli_runs_the_worker_on_a_video_file(plan: Plan, demo_store: StoreLayout, tmp_path: Path) -> None:
+    cam, t0 = _busy_window(plan, demo_store)
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), FPS, cam.resolution)
+    for k in range(5):
+        writer.write(render_frame(plan, cam, t0 + k / FPS, rng_for(0, "cli", k))[0])
+    writer.release()
+    out = tmp_path / "tracks.mcap"
+    rc = main(
+        [
+            "vision",
+            "--store",
+            str(DEMO_STORE),
+            "--video",
+            str(video),
+            "--camera",
+            cam.id,
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--start-ns",
+            "0",
+        ]
+    )
+    assert rc == 0
+    topics = Counter(r.topic for r in read_messages(out))
+    assert topics[f"{store_prefix('demo')}/camera/{cam.id}/tracks"] == 5
+    assert topics[f"{store_prefix('demo')}/tracks"] == 5
+
+
+def test_cli_says_what_is_missing_without_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(
+        [
+            "vision",
+            "--store",
+            str(DEMO_STORE),
+            "--video",
+            "x.mp4",
+            "--camera",
+            "cam-01",
+            "--weights",
+            str(tmp_path / "none.pt"),
+        ]
+    )
+    assert rc == 2
+    assert "weights" in capsys.readouterr().err
