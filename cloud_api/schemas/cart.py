@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from store_edge.protocol.messages import CartUpdate, Id, TimeNs
+from store_edge.protocol.messages import CartUpdate, Id, ReviewTicket, TimeNs
 
 
 class ReceiptLineIn(BaseModel):
@@ -23,6 +23,11 @@ class CartIn(BaseModel):
     closed_ns: TimeNs | None = Field(default=None, le=2**62)
     receipt: list[ReceiptLineIn] = Field(default_factory=list, max_length=1000)
     cart: CartUpdate
+    tickets: list[ReviewTicket] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="the review tickets of the lines under review, with their evidence (weight traces, paths)",
+    )
 
     @model_validator(mode="after")
     def _sane_quantities(self) -> CartIn:

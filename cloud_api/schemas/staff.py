@@ -4,6 +4,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from store_edge.protocol.messages import ReviewTicket
+
 
 class LineOut(BaseModel):
     line_id: str
@@ -25,6 +27,9 @@ class StaffVisitOut(BaseModel):
     flag_reason: str | None
     review_deadline_ns: int | None
     lines: list[LineOut]
+    tickets: list[ReviewTicket] = Field(
+        default_factory=list, description="the edge's review tickets of this visit's lines, with their evidence"
+    )
 
 
 class LineDecisionIn(BaseModel):

@@ -33,6 +33,34 @@ def _edge_cart(visit_id: str, account_id: str | None) -> tuple[Cart, m.CartUpdat
     return cart, cart_message(cart, header)
 
 
+def _ticket_for_l3(visit_id: str) -> m.ReviewTicket:
+    """A ticket as the edge sends it for line L3, with the plate's readings and where the candidate stood."""
+    return m.ReviewTicket(
+        header=m.Header(device_id="edge-1", boot_id="boot-1", seq=11, ts_ns=time.time_ns()),
+        ticket_id="T1",
+        event_id="ev3",
+        reason="two shoppers at the plate",
+        shelf_id="G1-S1",
+        plate_ids=["G1-S1-P01"],
+        products=[m.ProductCandidate(sku="1003", quantity=1, probability=0.9)],
+        shoppers=[m.ShopperCandidate(visit_id=visit_id, probability=0.45)],
+        window_ns=(1_000_000_000, 2_000_000_000),
+        evidence=m.TicketEvidence(
+            traces=[
+                m.PlateTrace(
+                    plate_id="G1-S1-P01", t0_ns=900_000_000, period_ns=16_666_667,
+                    grams=[812.4, None, 812.1, 771.0, 770.8],
+                )
+            ],
+            shoppers=[
+                m.ShopperPath(
+                    visit_id=visit_id, track_id="t7", probability=0.45, points=[(1_000_000_000, 2.1, 3.4)], hands=[]
+                )
+            ],
+        ),
+    )  # fmt: skip
+
+
 def _last_error(outbox_path: Path, visit_id: str) -> str | None:
     with sqlite3.connect(outbox_path) as conn:
         row = conn.execute("SELECT last_error FROM outbox WHERE visit_id = ?", (visit_id,)).fetchone()
@@ -59,11 +87,19 @@ def test_the_edge_sender_delivers_a_cart_that_waits_for_review_then_is_charged(
 
         path = tmp_path / "outbox.db"
         outbox = Outbox(path)
-        outbox.put(visit_id, _settlement_payload(world.store_id, cart, msg))
+        outbox.put(visit_id, _settlement_payload(world.store_id, cart, msg, [_ticket_for_l3(visit_id)]))
         sender = CloudSender(outbox, server.url, world.edge_key)
         assert sender.send_due() == 1
         assert outbox.depth() == 0
         assert gateway.captured_total() == 0  # one line is under review: nothing charged yet
+
+        # the reviewer sees the ticket with its evidence, as the edge sent it
+        detail = http.get(f"/v1/staff/visits/{visit_id}", headers=world.auth(world.staff["reviewer"])).json()
+        (ticket,) = detail["tickets"]
+        assert ticket == m.ReviewTicket.model_validate(ticket).model_dump(mode="json")
+        assert ticket["ticket_id"] == "T1"
+        assert ticket["evidence"]["traces"][0]["grams"] == [812.4, None, 812.1, 771.0, 770.8]
+        assert ticket["evidence"]["shoppers"][0]["points"][0] == [1_000_000_000, 2.1, 3.4]
 
         r = http.post(f"/v1/staff/visits/{visit_id}/lines/L3/decision", json={"action": "confirm"},
                       headers=world.auth(world.staff["reviewer"]))  # fmt: skip
