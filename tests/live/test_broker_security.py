@@ -3,7 +3,6 @@ Mosquitto is installed: the embedded broker has neither)."""
 
 from __future__ import annotations
 
-import getpass
 import shutil
 import subprocess
 import time
@@ -13,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from store_edge.live.mqtt import BrokerConfigError, MqttLink, free_port, parse_broker_url
+from tests.live.helpers import MOSQUITTO, PrivateMosquitto
 
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 pytestmark = pytest.mark.skipif(
     MOSQUITTO is None or shutil.which("openssl") is None or shutil.which("mosquitto_passwd") is None,
     reason="needs mosquitto, mosquitto_passwd and openssl",
@@ -33,20 +32,20 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[in
     (d / "passwd").write_text("")
     subprocess.run(["mosquitto_passwd", "-b", str(d / "passwd"), "edge-demo", "s3cret"], check=True)
     plain, tls = free_port(), free_port()
-    (d / "mosquitto.conf").write_text(
-        # run as this user: mosquitto started by root otherwise drops to a user who cannot read our files
-        f"user {getpass.getuser()}\nper_listener_settings false\nallow_anonymous false\n"
-        f"password_file {d / 'passwd'}\n"
-        f"listener {plain} 127.0.0.1\n"
-        f"listener {tls} 127.0.0.1\ncertfile {d / 'cert.pem'}\nkeyfile {d / 'key.pem'}\n"
+    broker = PrivateMosquitto(
+        d,
+        [
+            "per_listener_settings false",
+            "allow_anonymous false",
+            f"password_file {d / 'passwd'}",
+            f"listener {plain} 127.0.0.1",
+            f"listener {tls} 127.0.0.1",
+            f"certfile {d / 'cert.pem'}",
+            f"keyfile {d / 'key.pem'}",
+        ],
     )
-    assert MOSQUITTO is not None
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(d / "mosquitto.conf")], stderr=subprocess.PIPE)
-    time.sleep(0.7)
-    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     yield plain, tls, d / "cert.pem"
-    proc.terminate()
-    proc.wait(10)
+    broker.stop()
 
 
 def connects(url: str, env: dict[str, str]) -> bool:

@@ -11,15 +11,12 @@ session's queue and the broker drops the rest (a first version of this test, on 
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,9 +28,9 @@ from store_edge.live.worker import INPUT_KINDS, RunningWorker, WorkerConfig
 from store_edge.protocol.topics import parse_topic
 from store_edge.recording.mcap_io import read_messages
 from tests.conftest import ROOT
+from tests.live.helpers import MOSQUITTO, PrivateMosquitto, wait_for
 
 RECORDING = ROOT / "sample_data" / "recordings" / "demo-hard-cases.mcap"
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
@@ -103,29 +100,15 @@ class CuttableProxy:
         self.server.close()
 
 
-def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def store_broker(tmp_path: Path) -> Iterator[BrokerAddress]:
     """A private Mosquitto with a store's settings: a session queue that holds an outage's messages."""
     port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(
-        f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 200000\n"
+    broker = PrivateMosquitto(
+        tmp_path, [f"listener {port} 127.0.0.1", "allow_anonymous true", "max_queued_messages 200000"]
     )
-    assert MOSQUITTO is not None
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
     yield BrokerAddress("127.0.0.1", port)
-    proc.terminate()
-    proc.wait(10)
+    broker.stop()
 
 
 def test_a_dropped_network_loses_nothing(demo_store: StoreLayout, tmp_path: Path, store_broker: BrokerAddress) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from store_edge.protocol.codec import decode, encode
 from store_edge.protocol.messages import CartUpdate, DeadLetter, DeviceStatus, Header, WeightBatch
 from store_edge.recording.mcap_io import read_messages
 from tests.conftest import DEMO_STORE, ROOT
+from tests.live.helpers import MOSQUITTO, PrivateMosquitto, wait_for
 
 RECORDING = ROOT / "sample_data" / "recordings" / "demo-hard-cases.mcap"
 pytestmark = pytest.mark.slow
@@ -36,15 +36,6 @@ needs_mosquitto = pytest.mark.skipif(
     reason="the embedded amqtt 0.12 broker does not keep a persistent session's QoS 1 messages while its "
     "client is away (checked: 0 of 10 delivered; Mosquitto 10 of 10); set MQTT_URL to run on Mosquitto",
 )
-
-
-def wait_for(cond: Callable[[], bool], timeout_s: float = 60, what: str = "condition") -> None:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def settled(running: RunningWorker) -> bool:
@@ -275,31 +266,23 @@ def test_worker_killed_mid_stream_rebuilds_its_carts(
     assert {v: receipt_of(c.lines) for v, c in carts.items()} == offline_receipts
 
 
-def _private_broker(port: int) -> Callable[[], None]:
+def _private_broker(port: int, folder: Path) -> Callable[[], None]:
     """A broker of this test's own, so it can be restarted: Mosquitto where installed, else embedded."""
-    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-    if exe:
-        proc = subprocess.Popen([exe, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
-
-        def stop() -> None:
-            proc.terminate()
-            proc.wait(10)
-
-        return stop
+    if MOSQUITTO:
+        return PrivateMosquitto(folder, [f"listener {port} 127.0.0.1", "allow_anonymous true"]).stop
     embedded = EmbeddedBroker(port=port).start()
     return embedded.stop
 
 
-def test_worker_reconnects_after_a_broker_restart(start_worker: Callable[..., RunningWorker]) -> None:
+def test_worker_reconnects_after_a_broker_restart(start_worker: Callable[..., RunningWorker], tmp_path: Path) -> None:
     port = free_port()
     address = BrokerAddress("127.0.0.1", port)
-    stop_broker = _private_broker(port)
+    stop_broker = _private_broker(port, tmp_path)
     running = start_worker(address=address)
     assert running.link.connected.is_set()
     stop_broker()
     wait_for(lambda: not running.link.connected.is_set(), 10, "the worker to notice")
-    stop_broker = _private_broker(port)
+    stop_broker = _private_broker(port, tmp_path)
     try:
         wait_for(lambda: running.link.subscribed.is_set(), 40, "reconnect and resubscribe")
         pub = MqttLink(address, "pub-restart").start()
