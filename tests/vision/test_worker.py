@@ -249,3 +249,18 @@ def test_cli_says_what_is_missing_without_weights(tmp_path: Path, capsys: pytest
     )
     assert rc == 2
     assert "weights" in capsys.readouterr().err
+
+
+def test_end_to_end_vision_tracks_drive_the_fusion_engine(demo_store: StoreLayout, tmp_path: Path) -> None:
+    """A shopper alone in the store: frames -> vision -> fusion, against the same recording's truth.
+    (With several shoppers identity is not good enough yet: see docs/vision.md.)"""
+    sim = tmp_path / "sim.mcap"
+    simulate(demo_store, random_scenario(demo_store, 1, 1.5, seed=2), sim, frames=True, frame_fps=2.0)
+    out = tmp_path / "vision.mcap"
+    vision_recording(VisionPipeline(demo_store, DetectorConfig(device="cpu")), sim, out, progress=False)
+    with_vision, with_simulated_tracks = evaluate(out), evaluate(sim)
+    assert with_vision.items.actual >= 3
+    # bound at the gate by vision's track, every charged item is right, and review settles the rest
+    assert with_vision.items.true_positive == with_vision.items.predicted
+    assert with_vision.after_review.f1 == pytest.approx(1.0)
+    assert with_vision.items.f1 >= with_simulated_tracks.items.f1 - 0.01
