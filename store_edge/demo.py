@@ -25,6 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -161,6 +162,7 @@ class Demo:
         self.links: list[MqttLink] = []
         self.lock = threading.Lock()
         self.bin = Path(sys.executable).parent
+        self.worker_id: str | None = None
 
     def say(self, text: str) -> None:
         tqdm.write(text, file=sys.stdout)
@@ -237,7 +239,9 @@ class Demo:
         wait_until_up(f"{self.cloud_url}/openapi.json", "the cloud API", cloud)
         self.say(f"cloud API: {self.cloud_url} (OpenAPI at {self.cloud_url}/docs)")
         # edge worker
-        worker_id = "edge-demo"
+        # an id of this run's own: the worker keeps a persistent session, and on a shared broker an old
+        # session of the same id would hand the new worker what other runs published meanwhile
+        worker_id = self.worker_id = f"edge-demo-{uuid.uuid4().hex[:8]}"
         online = threading.Event()
 
         def on_status(topic: str, payload: bytes, mid: int) -> None:
@@ -426,6 +430,9 @@ class Demo:
                     proc.wait(20)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        if self.worker_id and not self.embedded:
+            # a demo's worker does not come back: end its session, or the broker queues for it forever
+            MqttLink(self.broker, self.worker_id).start(wait_s=5).stop()
         if self.receiver:
             self.receiver.stop()
         if self.embedded:
