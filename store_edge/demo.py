@@ -38,6 +38,7 @@ from store_edge.evaluation import score_items
 from store_edge.live.mqtt import EmbeddedBroker, MqttLink, free_port, parse_broker_url
 from store_edge.protocol.codec import decode, encode
 from store_edge.protocol.messages import DeviceStatus, GateDecision, GateScan
+from store_edge.protocol.topics import store_prefix
 from store_edge.protocol.truth import TRUTH_RECEIPTS, TruthReceipt
 from store_edge.recording.mcap_io import read_messages
 
@@ -250,8 +251,13 @@ class Demo:
                 online.set()
 
         store_id = self._store_id()
-        watch = MqttLink(self.broker, "demo-watch", on_message=on_status, subscriptions=(f"cl/v1/{store_id}/status/+",))
-        watch.skip_retained = True
+        watch = MqttLink(
+            self.broker,
+            "demo-watch",
+            on_message=on_status,
+            subscriptions=(f"{store_prefix(store_id)}/status/+",),
+            skip_retained=True,
+        )
         self.links.append(watch.start())
         health = free_port()
         edge = subprocess.Popen(

@@ -202,18 +202,22 @@ class EdgeWorker:
             self.tickets[ticket.ticket_id] = (set(ticket.line_ids), ticket_msg)
             self._publish(ticket_msg, retain=True)
         for ticket_id in out.withdrawn_tickets:
-            if self.tickets.pop(ticket_id, None) is not None and self.link is not None and not self._replaying:
-                self.link.publish(f"{self.prefix}/review/{ticket_id}", b"", retain=True)  # clears the retained one
+            withdrawn = self.tickets.pop(ticket_id, None)
+            if withdrawn is not None and self.link is not None and not self._replaying:
+                # an empty retained payload clears the ticket published before
+                self.link.publish(topic_for(self.store.store_id, withdrawn[1]), b"", retain=True)
         for cart in out.closed_carts:
             msg = cart_message(cart, self._header(self.engine.now_ns))
             self._publish(msg, retain=True)
             line_ids = {ln.line_id for ln in cart.lines}
             tickets = [t for lines, t in self.tickets.values() if lines & line_ids]
-            self._forget_settled_tickets()
             if self.outbox.put(cart.visit_id, _settlement_payload(self.store.store_id, cart, msg, tickets)):
                 log.info("cart %s closed: %s", cart.visit_id, cart.receipt)
             if self.sender is not None:
                 self.sender.wake()
+        if out.closed_carts:
+            # after every closed cart took its tickets: one forgotten earlier would be missing from the next
+            self._forget_settled_tickets()
 
     def _forget_settled_tickets(self) -> None:
         """A ticket goes with the carts of its lines; once they are all closed the worker lets it go."""

@@ -19,12 +19,15 @@ from typing import Any
 import pytest
 
 from store_edge.evaluation import evaluate
+from store_edge.fusion.engine import Cart, EngineOutput
+from store_edge.fusion.engine import CartLine as EdgeLine
 from store_edge.layout import StoreLayout
 from store_edge.live.mqtt import BrokerAddress, EmbeddedBroker, MqttLink, free_port
 from store_edge.live.replay import Recorder, replay
 from store_edge.live.worker import EdgeWorker, RunningWorker, WorkerConfig
 from store_edge.protocol.codec import decode, encode
 from store_edge.protocol.messages import CartUpdate, DeadLetter, DeviceStatus, Header, WeightBatch
+from store_edge.protocol.messages import ReviewTicket as TicketMessage
 from store_edge.recording.mcap_io import read_messages
 from tests.conftest import DEMO_STORE, ROOT
 from tests.live.helpers import MOSQUITTO, PrivateMosquitto, wait_for
@@ -371,3 +374,29 @@ def test_review_tickets_carry_their_evidence_to_the_cloud(demo_store: StoreLayou
         assert {p["visit_id"] for p in paths} <= {c["visit_id"] for c in t["shoppers"]}
         assert any(p["points"] for p in paths)
         assert all(start - 2 * 10**9 <= pt[0] <= end + 2 * 10**9 for p in paths for pt in p["points"])
+
+
+def test_carts_closing_together_each_take_their_own_tickets(demo_store: StoreLayout, tmp_path: Path) -> None:
+    worker = EdgeWorker(demo_store, WorkerConfig(state_dir=tmp_path / "state"))
+    carts = []
+    for n, visit in enumerate(("v-a", "v-b")):
+        cart = Cart(visit_id=visit, account_id=None, version=1, state="closed", closed_ns=time.time_ns())
+        cart.lines = [EdgeLine(f"L{n}", "1003", 1, 0.4, f"ev{n}", "under_review", [], [])]
+        carts.append(cart)
+        ticket = TicketMessage(
+            header=Header(device_id="edge", boot_id="b", seq=n, ts_ns=1),
+            ticket_id=f"T{n}",
+            event_id=f"ev{n}",
+            reason="unsure",
+            shelf_id="G1-S1",
+            plate_ids=["G1-S1-P01"],
+            products=[],
+            shoppers=[],
+            window_ns=(0, 1),
+        )
+        worker.tickets[f"T{n}"] = ({f"L{n}"}, ticket)
+    worker._emit(EngineOutput(closed_carts=carts))
+    sent = {b["visit_id"]: [t["ticket_id"] for t in b["tickets"]] for b in (
+        json.loads(item.payload) for item in worker.outbox.due(time.time_ns()))}  # fmt: skip
+    assert sent == {"v-a": ["T0"], "v-b": ["T1"]}
+    assert worker.tickets == {}  # both carts closed: their tickets are let go
