@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from cloud_api.adapters.payments import PaymentError, PaymentTimeoutError
 from cloud_api.core.security import new_id
@@ -174,16 +175,22 @@ def retry_refunds(c: Container) -> list[str]:
     return [dispute_id for dispute_id, _ in pending]
 
 
+def _staff_dispute(s: Session, staff: Staff, dispute_id: str) -> Dispute:
+    """The dispute a staff member acts on; refused if it does not exist or is another store's."""
+    dispute = s.get(Dispute, dispute_id)
+    if dispute is None:
+        raise NotFoundError(f"no dispute {dispute_id}")
+    receipt = s.get(Receipt, dispute.receipt_id)
+    assert receipt is not None
+    if staff.store_id is not None and staff.store_id != receipt.store_id:
+        raise ForbiddenError(f"you work for store {staff.store_id}; this dispute is in store {receipt.store_id}")
+    return dispute
+
+
 def decide_dispute(c: Container, staff: Staff, dispute_id: str, approve: bool, note: str) -> Dispute:
     now = c.now_ns()
     with c.transaction() as s:
-        dispute = s.get(Dispute, dispute_id)
-        if dispute is None:
-            raise NotFoundError(f"no dispute {dispute_id}")
-        receipt = s.get(Receipt, dispute.receipt_id)
-        assert receipt is not None
-        if staff.store_id is not None and staff.store_id != receipt.store_id:
-            raise ForbiddenError(f"you work for store {staff.store_id}; this dispute is in store {receipt.store_id}")
+        dispute = _staff_dispute(s, staff, dispute_id)
         if dispute.state != "pending_staff":
             raise ConflictError(f"dispute {dispute_id} is {dispute.state}: already decided")
         if not approve:
@@ -199,13 +206,7 @@ def decide_dispute(c: Container, staff: Staff, dispute_id: str, approve: bool, n
 def staff_retry_refund(c: Container, staff: Staff, dispute_id: str) -> Dispute:
     """A manager asks again for a refund the processor refused (same idempotency key: made at most once)."""
     with c.sessions() as s:
-        dispute = s.get(Dispute, dispute_id)
-        if dispute is None:
-            raise NotFoundError(f"no dispute {dispute_id}")
-        receipt = s.get(Receipt, dispute.receipt_id)
-        assert receipt is not None
-    if staff.store_id is not None and staff.store_id != receipt.store_id:
-        raise ForbiddenError(f"you work for store {staff.store_id}; this dispute is in store {receipt.store_id}")
+        dispute = _staff_dispute(s, staff, dispute_id)
     if dispute.state != "refund_failed":
         raise ConflictError(f"dispute {dispute_id} is {dispute.state}: only a failed refund is retried")
     return _refund(c, dispute_id, staff.id)

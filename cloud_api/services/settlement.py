@@ -50,6 +50,16 @@ def _lock_visit(c: Container, s: Session, visit_id: str) -> Visit | None:
     return s.scalars(q).first()
 
 
+def _lock_staff_visit(c: Container, s: Session, staff: Staff, visit_id: str) -> Visit:
+    """The visit a staff member acts on, locked; refused if it does not exist or is another store's."""
+    visit = _lock_visit(c, s, visit_id)
+    if visit is None:
+        raise NotFoundError(f"no visit {visit_id}")
+    if staff.store_id is not None and staff.store_id != visit.store_id:
+        raise ForbiddenError(f"you work for store {staff.store_id}; visit {visit_id} is in store {visit.store_id}")
+    return visit
+
+
 def _views(lines: list[CartLine]) -> list[sm.LineView]:
     return [sm.LineView(line.line_id, line.sku, line.quantity, line.status) for line in lines]
 
@@ -414,11 +424,7 @@ def decide_line(
 ) -> tuple[CartLine, str]:
     now = c.now_ns()
     with c.transaction() as s:
-        visit = _lock_visit(c, s, visit_id)
-        if visit is None:
-            raise NotFoundError(f"no visit {visit_id}")
-        if staff.store_id is not None and staff.store_id != visit.store_id:
-            raise ForbiddenError(f"you review store {staff.store_id}; visit {visit_id} is in store {visit.store_id}")
+        visit = _lock_staff_visit(c, s, staff, visit_id)
         line = s.scalars(select(CartLine).where(CartLine.visit_id == visit_id, CartLine.line_id == line_id)).first()
         if line is None:
             raise NotFoundError(f"visit {visit_id} has no line {line_id}")
@@ -495,11 +501,7 @@ def close_unmatched(c: Container, staff: Staff, visit_id: str, note: str) -> str
     """Staff close a visit that arrived without a check-in, after looking at it; nothing is charged."""
     now = c.now_ns()
     with c.transaction() as s:
-        visit = _lock_visit(c, s, visit_id)
-        if visit is None:
-            raise NotFoundError(f"no visit {visit_id}")
-        if staff.store_id is not None and staff.store_id != visit.store_id:
-            raise ForbiddenError(f"you work for store {staff.store_id}; visit {visit_id} is in store {visit.store_id}")
+        visit = _lock_staff_visit(c, s, staff, visit_id)
         try:
             sm.check_transition(visit.state, "closed")
         except sm.TransitionError as e:
@@ -514,11 +516,7 @@ def staff_retry_payment(c: Container, staff: Staff, visit_id: str) -> str:
     """A manager tries again a payment that stopped after repeated processor refusals (state `error`)."""
     now = c.now_ns()
     with c.transaction() as s:
-        visit = _lock_visit(c, s, visit_id)
-        if visit is None:
-            raise NotFoundError(f"no visit {visit_id}")
-        if staff.store_id is not None and staff.store_id != visit.store_id:
-            raise ForbiddenError(f"you work for store {staff.store_id}; visit {visit_id} is in store {visit.store_id}")
+        visit = _lock_staff_visit(c, s, staff, visit_id)
         payment = s.scalars(select(Payment).where(Payment.visit_id == visit_id)).first()
         if visit.state != "charging" or payment is None or payment.state != "error":
             state = payment.state if payment is not None else "none"
