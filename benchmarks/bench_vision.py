@@ -37,7 +37,7 @@ from store_edge.protocol.messages import ShopperTracks
 from store_edge.protocol.topics import ROUTES, parse_topic
 from store_edge.protocol.truth import TRUTH_MODELS, TRUTH_POSITIONS, TruthPositions
 from store_edge.recording.contents import store_from_recording
-from store_edge.recording.mcap_io import RecordingWriter, read_attachment, read_messages
+from store_edge.recording.mcap_io import RecordingWriter, read_messages
 from store_edge.sim.frames import render_frame
 from store_edge.sim.generate import random_scenario
 from store_edge.sim.plan import build_plan, rng_for
@@ -119,10 +119,7 @@ def without_hands_and_looks(source: Path, out: Path) -> None:
     """The same recording with the simulated tracker's hands and re-identification embeddings removed:
     what vision publishes today (positions only), so the comparison isolates tracking itself."""
     with RecordingWriter(out) as w:
-        for name in ("store.yaml", "scenario.yaml"):
-            data = read_attachment(source, name)
-            if data is not None:
-                w.attach(name, "application/yaml", data, 0)
+        w.copy_attachments(source)
         for rec in read_messages(source):
             parsed = parse_topic(rec.topic)
             data = rec.data

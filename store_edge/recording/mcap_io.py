@@ -56,6 +56,13 @@ class RecordingWriter:
     def attach(self, name: str, media_type: str, data: bytes, time_ns: int) -> None:
         self._writer.add_attachment(time_ns, time_ns, name, media_type, data)
 
+    def copy_attachments(self, source: str | Path) -> None:
+        """Every attachment of another recording (the store and scenario files of a simulated one), as
+        it is there: for a recording derived from another."""
+        with open(source, "rb") as f:
+            for att in make_reader(f).iter_attachments():
+                self._writer.add_attachment(att.log_time, att.create_time, att.name, att.media_type, bytes(att.data))
+
     def metadata(self, name: str, values: dict[str, str]) -> None:
         self._writer.add_metadata(name, values)
 

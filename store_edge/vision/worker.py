@@ -31,7 +31,7 @@ from store_edge.protocol import messages as m
 from store_edge.protocol.codec import ProtocolError, decode, encode, schema_name
 from store_edge.protocol.topics import ROUTES, parse_topic, store_prefix, topic_for
 from store_edge.protocol.truth import TRUTH_MODELS
-from store_edge.recording.mcap_io import RecordingWriter, read_attachment, read_messages, read_metadata
+from store_edge.recording.mcap_io import RecordingWriter, read_messages, read_metadata
 from store_edge.vision.detector import Frame, VisionPipeline
 from store_edge.vision.store_tracker import FloorTrack
 
@@ -177,10 +177,7 @@ def vision_recording(
     with RecordingWriter(out) as w:
         for name, values in meta.items():
             w.metadata(name, values)
-        for name in ("store.yaml", "scenario.yaml"):
-            data = read_attachment(source, name)
-            if data is not None:
-                w.attach(name, "application/yaml", data, 0)
+        w.copy_attachments(source)
         for rec in read_messages(source):
             parsed = parse_topic(rec.topic)
             if rec.topic.startswith("truth/"):
