@@ -309,7 +309,8 @@ def publish_and_measure(
                 if sent is not None:
                     latencies.append((recv_ns - sent) / 1e6)
     weight = [o for o in load if "/weight/" in o.topic]
-    samples = sum(len(json.loads(o.payload)["samples"]) * len(json.loads(o.payload)["plate_ids"]) for o in weight[:200])
+    bodies = [json.loads(o.payload) for o in weight[:200]]
+    samples = sum(len(b["samples"]) * len(b["plate_ids"]) for b in bodies)
     return Result(
         inputs=inputs,
         offered=len(load),
