@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from cloud_api.adapters.payments import TestModePaymentGateway
+from tests.cloud_api.conftest import base_settings, engine
 from tests.live.conftest import broker
 
-__all__ = ["broker"]
+__all__ = ["base_settings", "broker", "engine"]
 
 FULL = os.environ.get("RELIABILITY_FULL", "") not in ("", "0")
 """`make reliability` sets RELIABILITY_FULL=1: the issue's durations (a 120 s cloud outage, ...);
@@ -42,3 +44,8 @@ def report(request: pytest.FixtureRequest) -> Report:
                 f.write(json.dumps(row) + "\n")
 
     return write
+
+
+@pytest.fixture
+def gateway() -> TestModePaymentGateway:
+    return TestModePaymentGateway()
