@@ -19,6 +19,8 @@ class Store(Base):
     currency: Mapped[str] = mapped_column(String(3))
     tax_rate: Mapped[str] = mapped_column(String(16), default="0")  # Decimal as text, e.g. "0.0825"
     preauth_cents: Mapped[int] = mapped_column(default=0)  # 0: no pre-authorisation at entry
+    floor_map: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Outline, gondolas, plates and gates in metres (services.seed.floor_map): the console's floor map."""
     created_ns: Mapped[int]
 
 
@@ -79,7 +81,21 @@ class Staff(Base):
     role: Mapped[str] = mapped_column(String(16))  # "reviewer" | "manager" | "admin"
     store_id: Mapped[str | None] = mapped_column(ForeignKey("stores.id"))  # None: every store (admin)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)  # console login (or the staff id)
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # argon2id; None: no console login
     created_ns: Mapped[int]
+
+
+class StaffSession(Base):
+    """A console login: the cookie holds a random token, only its SHA-256 is stored (like API keys), so
+    logging out or deleting the row ends the session at once. `csrf_token` goes into every form."""
+
+    __tablename__ = "staff_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    staff_id: Mapped[str] = mapped_column(ForeignKey("staff.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_ns: Mapped[int]
+    expires_ns: Mapped[int]
 
 
 class Visit(Base):
@@ -119,7 +135,7 @@ class CartLine(Base):
     sku: Mapped[str] = mapped_column(String(32))
     quantity: Mapped[int]
     confidence: Mapped[float]
-    status: Mapped[str] = mapped_column(String(16))  # confirmed | under_review | voided | dropped
+    status: Mapped[str] = mapped_column(String(16))  # confirmed | under_review | voided | dropped | reassigned
     edge_sku: Mapped[str] = mapped_column(String(32))
     edge_quantity: Mapped[int]
     decided_by: Mapped[str | None] = mapped_column(String(64))
@@ -188,6 +204,29 @@ class Refund(Base):
     amount_cents: Mapped[int]
     processor_ref: Mapped[str | None] = mapped_column(String(100))
     created_ns: Mapped[int]
+
+
+class ExtraCharge(Base):
+    """Units staff added to a visit after it was settled (a line reassigned to this shopper): charged
+    as a payment of its own under the key `extra-<id>`. States: pending, charging, unknown (timed out:
+    retried with the same key), succeeded, declined, error."""
+
+    __tablename__ = "extra_charges"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    visit_id: Mapped[str] = mapped_column(ForeignKey("visits.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    sku: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int]
+    amount_cents: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    processor_ref: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_ns: Mapped[int]
+    updated_ns: Mapped[int]
 
 
 class Delivery(Base):

@@ -128,3 +128,21 @@ def price_receipt(
     tax = round_money((subtotal - discount_total) * tax_rate)
     total = subtotal - discount_total + tax
     return PricedReceipt(tuple(lines), tuple(unpriced), subtotal, discount_total, tax_rate, tax, total)
+
+
+def added_amount(
+    quantities: Mapping[str, int],
+    sku: str,
+    quantity: int,
+    catalogue: Mapping[str, CatalogueItem],
+    promotions: Mapping[str, MultiBuy],
+    tax_rate: Decimal,
+) -> Decimal:
+    """What adding `quantity` units of `sku` to a receipt of `quantities` costs: the receipt's total with
+    them minus its total without, so a unit that completes a multi-buy costs only what the group adds."""
+    after = dict(quantities)
+    after[sku] = after.get(sku, 0) + quantity
+    return (
+        price_receipt(after, catalogue, promotions, tax_rate).total
+        - price_receipt(quantities, catalogue, promotions, tax_rate).total
+    )

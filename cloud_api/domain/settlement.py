@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 VisitState = Literal["open", "held", "charging", "settled", "payment_failed", "unmatched", "closed"]
-LineStatus = Literal["confirmed", "under_review", "voided", "dropped"]
-LineAction = Literal["confirm", "void", "change"]
+LineStatus = Literal["confirmed", "under_review", "voided", "dropped", "reassigned"]
+LineAction = Literal["confirm", "void", "change", "reassign"]
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "open": frozenset({"held", "charging", "settled", "unmatched"}),
@@ -82,12 +82,34 @@ def decide_line(line: LineView, action: LineAction, sku: str | None, quantity: i
         return LineDecision("confirmed", line.sku, line.quantity)
     if action == "void":
         return LineDecision("voided", line.sku, line.quantity)
+    if action == "reassign":  # another shopper took it: this cart loses the line, theirs gets it
+        new_quantity = line.quantity if quantity is None else quantity
+        if new_quantity == 0:
+            raise DecisionError("a quantity of 0 is a void: use 'void'")
+        return LineDecision("reassigned", sku or line.sku, new_quantity)
     if sku is None and quantity is None:
         raise DecisionError("change needs a new sku, a new quantity, or both")
     new_quantity = line.quantity if quantity is None else quantity
     if new_quantity == 0:
         raise DecisionError("a quantity of 0 is a void: use 'void'")
     return LineDecision("confirmed", sku or line.sku, new_quantity)
+
+
+def check_reassign_target(source_visit_id: str, target_visit_id: str, target_state: str, has_account: bool) -> str:
+    """Where a reassigned line lands in the other shopper's visit: 'cart' (before that visit is charged:
+    the line joins its cart), 'extra_charge' (after it settled: a charge of its own). Raises
+    DecisionError when it cannot go there."""
+    if target_visit_id == source_visit_id:
+        raise DecisionError("the line is already in this visit: pick another shopper")
+    if not has_account or target_state in ("unmatched", "closed"):
+        raise DecisionError(f"visit {target_visit_id} has no shopper account to charge")
+    if target_state in ("open", "held"):
+        return "cart"
+    if target_state == "settled":
+        return "extra_charge"
+    if target_state == "charging":
+        raise DecisionError(f"visit {target_visit_id} is being charged right now: try again in a minute")
+    raise DecisionError(f"visit {target_visit_id}'s payment failed: it must be paid before anything is added")
 
 
 def drop_after_deadline(lines: list[LineView]) -> list[str]:

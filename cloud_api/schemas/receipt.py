@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cloud_api.schemas.common import Money
 
@@ -21,6 +21,15 @@ class UnpricedLineOut(BaseModel):
     quantity: int
 
 
+class ExtraChargeOut(BaseModel):
+    sku: str
+    name: str
+    quantity: int
+    amount: Money
+    state: str = Field(description="pending | charging | unknown | succeeded | declined | error")
+    reason: str
+
+
 class ReceiptOut(BaseModel):
     receipt_id: str
     visit_id: str
@@ -35,6 +44,9 @@ class ReceiptOut(BaseModel):
     tax: Money
     total: Money
     refunded: Money
+    extra_charges: list[ExtraChargeOut] = Field(
+        default_factory=list, description="units staff added after settlement, each charged on its own"
+    )
     payment_state: str
     created_ns: int
     closed_ns: int | None

@@ -33,9 +33,16 @@ class StaffVisitOut(BaseModel):
 
 
 class LineDecisionIn(BaseModel):
-    action: Literal["confirm", "void", "change"]
+    action: Literal["confirm", "void", "change", "reassign"]
     sku: str | None = Field(default=None, min_length=1, max_length=32)
     quantity: int | None = Field(default=None, ge=-1000, le=1000)
+    to_visit_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="reassign: the visit of the shopper who took it (a line in their cart, or an extra charge "
+        "once that visit is settled)",
+    )
 
 
 class LineDecisionOut(BaseModel):
@@ -56,6 +63,7 @@ class SweepOut(BaseModel):
     released_holds: list[str]
     retried_payments: list[str]
     retried_refunds: list[str]
+    retried_extra_charges: list[str] = Field(default_factory=list)
     deliveries_sent: int
 
 

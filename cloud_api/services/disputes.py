@@ -18,7 +18,7 @@ from cloud_api.services.errors import BadRequestError, ConflictError, ForbiddenE
 THIRTY_DAYS_NS = 30 * 24 * 3600 * 10**9
 
 
-def _priced(receipt: Receipt) -> tuple[PricedReceipt, dict[str, CatalogueItem], dict[str, MultiBuy]]:
+def priced_as_charged(receipt: Receipt) -> tuple[PricedReceipt, dict[str, CatalogueItem], dict[str, MultiBuy]]:
     """The receipt as it was priced: its own unit and promotion prices, not today's catalogue."""
     catalogue: dict[str, CatalogueItem] = {}
     promotions: dict[str, MultiBuy] = {}
@@ -62,7 +62,7 @@ def open_dispute(c: Container, account: Account, receipt_id: str, sku: str, quan
                 Dispute.receipt_id == receipt_id, Dispute.sku == sku, Dispute.state != "rejected"
             )
         )
-        priced, catalogue, promotions = _priced(receipt)
+        priced, catalogue, promotions = priced_as_charged(receipt)
         try:
             amount = rules.refund_amount(priced, sku, quantity, int(already or 0), catalogue, promotions)
         except rules.DisputeError as e:

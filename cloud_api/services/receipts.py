@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session
 
 from cloud_api.adapters.notify import DeliveryError
 from cloud_api.core.security import sign, verify
-from cloud_api.db.models import Account, Delivery, Payment, Receipt, Store, Visit
+from cloud_api.db.models import Account, Delivery, ExtraCharge, Payment, Receipt, Store, Visit
 from cloud_api.domain.pricing import from_cents
-from cloud_api.schemas.receipt import ReceiptLineOut, ReceiptOut, UnpricedLineOut
+from cloud_api.schemas.receipt import ExtraChargeOut, ReceiptLineOut, ReceiptOut, UnpricedLineOut
 from cloud_api.services.container import Container
 from cloud_api.services.errors import ForbiddenError
 
@@ -35,6 +35,8 @@ td,th{padding:.2em .5em}td.n{text-align:right}tfoot td{font-weight:bold}</style>
 <tr><td colspan="3">Tax ({{ r.tax_rate }})</td><td class="n">{{ "%.2f"|format(r.tax) }}</td></tr>
 <tr><td colspan="3">Total {{ r.currency }}</td><td class="n">{{ "%.2f"|format(r.total) }}</td></tr>
 {% if r.refunded %}<tr><td colspan="3">Refunded</td><td class="n">{{ "%.2f"|format(r.refunded) }}</td></tr>{% endif %}
+{% for x in r.extra_charges %}<tr><td colspan="3">Added later: {{ x.quantity }} x {{ x.name }} ({{ x.state }})</td>
+<td class="n">{{ "%.2f"|format(x.amount) }}</td></tr>{% endfor %}
 </tfoot></table>
 <p>Something wrong? Dispute a line in the app.</p></body></html>
 """
@@ -101,6 +103,19 @@ def receipt_out(c: Container, s: Session, receipt: Receipt) -> ReceiptOut:
         tax=from_cents(receipt.tax_cents),
         total=from_cents(receipt.total_cents),
         refunded=from_cents(receipt.refunded_cents),
+        extra_charges=[
+            ExtraChargeOut(
+                sku=x.sku,
+                name=x.name,
+                quantity=x.quantity,
+                amount=from_cents(x.amount_cents),
+                state=x.state,
+                reason=x.reason,
+            )
+            for x in s.scalars(
+                select(ExtraCharge).where(ExtraCharge.visit_id == receipt.visit_id).order_by(ExtraCharge.created_ns)
+            )
+        ],
         payment_state=payment_state,
         created_ns=receipt.created_ns,
         closed_ns=visit.closed_ns if visit else None,

@@ -36,6 +36,7 @@ from cloud_api.db.models import (
 from cloud_api.domain import settlement as sm
 from cloud_api.domain.pricing import CatalogueItem, MultiBuy, from_cents, net_quantities, price_receipt, to_cents
 from cloud_api.schemas.cart import CartIn
+from cloud_api.services import extra_charges
 from cloud_api.services.container import Container, audit
 from cloud_api.services.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
 
@@ -50,13 +51,18 @@ def _lock_visit(c: Container, s: Session, visit_id: str) -> Visit | None:
     return s.scalars(q).first()
 
 
+def check_staff_store(staff: Staff, visit: Visit) -> None:
+    """Staff of one store act on that store's visits only (admins, with no store, on every store's)."""
+    if staff.store_id is not None and staff.store_id != visit.store_id:
+        raise ForbiddenError(f"you work for store {staff.store_id}; visit {visit.id} is in store {visit.store_id}")
+
+
 def _lock_staff_visit(c: Container, s: Session, staff: Staff, visit_id: str) -> Visit:
     """The visit a staff member acts on, locked; refused if it does not exist or is another store's."""
     visit = _lock_visit(c, s, visit_id)
     if visit is None:
         raise NotFoundError(f"no visit {visit_id}")
-    if staff.store_id is not None and staff.store_id != visit.store_id:
-        raise ForbiddenError(f"you work for store {staff.store_id}; visit {visit_id} is in store {visit.store_id}")
+    check_staff_store(staff, visit)
     return visit
 
 
@@ -421,9 +427,19 @@ def decide_line(
     action: sm.LineAction,
     sku: str | None,
     quantity: int | None,
+    to_visit_id: str | None = None,
 ) -> tuple[CartLine, str]:
+    """Confirm, void, change or reassign one line under review; returns the line and the visit's state.
+    `reassign` moves the line to `to_visit_id` (another shopper of the same store): into that visit's
+    cart while it is open or held, as an extra charge once it is settled."""
     now = c.now_ns()
+    extra_id: str | None = None
     with c.transaction() as s:
+        if action == "reassign":
+            if to_visit_id is None:
+                raise BadRequestError("reassign needs to_visit_id: the visit of the shopper who took the item")
+            for vid in sorted({visit_id, to_visit_id}):  # one lock order, so two reassignments cannot deadlock
+                _lock_visit(c, s, vid)
         visit = _lock_staff_visit(c, s, staff, visit_id)
         line = s.scalars(select(CartLine).where(CartLine.visit_id == visit_id, CartLine.line_id == line_id)).first()
         if line is None:
@@ -436,12 +452,17 @@ def decide_line(
             )
         except sm.DecisionError as e:
             raise ConflictError(str(e)) from e
+        detail: dict[str, Any] = {}
+        if action == "reassign":
+            assert to_visit_id is not None
+            extra_id = _move_line(s, staff, visit, line, decision, to_visit_id, now)
+            detail = {"to_visit_id": to_visit_id, "extra_charge_id": extra_id}
         before = {"sku": line.sku, "quantity": line.quantity, "status": line.status}
         line.status, line.sku, line.quantity = decision.status, decision.sku, decision.quantity
         line.decided_by, line.decided_ns = staff.id, now
         audit(
-            s, now, f"staff:{staff.id}", f"line.{action}", "visit", visit_id,
-            line_id=line_id, before=before, after={"sku": line.sku, "quantity": line.quantity, "status": line.status},
+            s, now, f"staff:{staff.id}", f"line.{action}", "visit", visit_id, line_id=line_id, before=before,
+            after={"sku": line.sku, "quantity": line.quantity, "status": line.status}, **detail,
         )  # fmt: skip
         s.flush()
         pending = s.scalar(
@@ -454,7 +475,46 @@ def decide_line(
         state = visit.state
     if state == "charging":
         state = settle(c, visit_id) or state
+    if extra_id is not None:
+        extra_charges.charge_extra(c, extra_id)
     return line, state
+
+
+def _move_line(
+    s: Session, staff: Staff, source: Visit, line: CartLine, decision: sm.LineDecision, to_visit_id: str, now: int
+) -> str | None:
+    """The reassigned line's units go to the other shopper's visit (locked by the caller): a confirmed
+    line in its cart before it is charged, or an extra charge after. Returns the extra charge's id."""
+    target = s.get(Visit, to_visit_id)
+    if target is None:
+        raise NotFoundError(f"no visit {to_visit_id}")
+    check_staff_store(staff, target)
+    if target.store_id != source.store_id:
+        raise BadRequestError(f"visit {to_visit_id} is in store {target.store_id}, not {source.store_id}")
+    try:
+        where = sm.check_reassign_target(source.id, target.id, target.state, target.account_id is not None)
+    except sm.DecisionError as e:
+        raise ConflictError(str(e)) from e
+    reason = f"line {line.line_id} of visit {source.id}, reassigned by {staff.id}"
+    if where == "extra_charge":
+        return extra_charges.add_extra_charge(s, target, decision.sku, decision.quantity, reason, staff.id, now).id
+    s.add(
+        CartLine(
+            visit_id=target.id,
+            line_id=new_id("moved"),
+            sku=decision.sku,
+            quantity=decision.quantity,
+            confidence=line.confidence,
+            status="confirmed",
+            edge_sku=line.edge_sku,
+            edge_quantity=line.edge_quantity,
+            decided_by=staff.id,
+            decided_ns=now,
+        )
+    )
+    audit(s, now, f"staff:{staff.id}", "line.reassigned_in", "visit", target.id,
+          from_visit_id=source.id, line_id=line.line_id, sku=decision.sku, quantity=decision.quantity)  # fmt: skip
+    return None
 
 
 def release_expired_holds(c: Container) -> list[str]:

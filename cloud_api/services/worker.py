@@ -6,7 +6,7 @@ import logging
 import threading
 
 from cloud_api.schemas.staff import SweepOut
-from cloud_api.services import disputes, receipts, settlement
+from cloud_api.services import disputes, extra_charges, receipts, settlement
 from cloud_api.services.container import Container
 
 log = logging.getLogger(__name__)
@@ -16,8 +16,15 @@ def run_due(c: Container) -> SweepOut:
     released = settlement.release_expired_holds(c)
     retried = settlement.retry_unsettled(c)
     refunds = disputes.retry_refunds(c)
+    extras = extra_charges.retry_extra_charges(c)
     sent = receipts.deliver_pending(c)
-    return SweepOut(released_holds=released, retried_payments=retried, retried_refunds=refunds, deliveries_sent=sent)
+    return SweepOut(
+        released_holds=released,
+        retried_payments=retried,
+        retried_refunds=refunds,
+        retried_extra_charges=extras,
+        deliveries_sent=sent,
+    )
 
 
 class Sweeper:

@@ -97,9 +97,12 @@ def visit_detail(s: SessionDep, staff: ReviewerDep, visit_id: str) -> StaffVisit
 def decide_line(
     c: ContainerDep, staff: ReviewerDep, visit_id: str, line_id: str, body: LineDecisionIn
 ) -> LineDecisionOut:
-    """Confirm, void, or change the SKU or quantity of a line under review. When the last one is
-    decided the visit is settled; every decision is in the audit log."""
-    line, state = settlement.decide_line(c, staff, visit_id, line_id, body.action, body.sku, body.quantity)
+    """Confirm, void, change the SKU or quantity of, or reassign to another shopper's visit a line under
+    review. When the last one is decided the visit is settled; a line reassigned to a settled visit is
+    charged to it as an extra charge. Every decision is in the audit log."""
+    line, state = settlement.decide_line(
+        c, staff, visit_id, line_id, body.action, body.sku, body.quantity, body.to_visit_id
+    )
     return LineDecisionOut(line=_line_out(line), visit_state=state)
 
 

@@ -4,7 +4,15 @@ from decimal import Decimal
 
 import pytest
 
-from cloud_api.domain.pricing import CatalogueItem, MultiBuy, net_quantities, price_receipt, round_money, to_cents
+from cloud_api.domain.pricing import (
+    CatalogueItem,
+    MultiBuy,
+    added_amount,
+    net_quantities,
+    price_receipt,
+    round_money,
+    to_cents,
+)
 
 CAT = {
     "cola": CatalogueItem("cola", "Cola", Decimal("1.39")),
@@ -66,3 +74,17 @@ def test_money_is_exact_cents() -> None:
         to_cents(Decimal("0.001"))
     with pytest.raises(ValueError, match="multi-buy"):
         MultiBuy("x", 1, Decimal("1.00"))
+
+
+def test_an_added_unit_costs_what_it_adds_to_the_receipt_total() -> None:
+    catalogue = {
+        "cola": CatalogueItem("cola", "Cola", Decimal("1.39")),
+        "water": CatalogueItem("water", "W", Decimal("2.69")),
+    }
+    promotions = {"cola": MultiBuy("cola", 3, Decimal("3.49"))}
+    rate = Decimal("0.0825")
+    # the third cola completes the 3-for-3.49 group: it adds 3.49 - 2.78 = 0.71 plus tax on the difference
+    before = price_receipt({"cola": 2}, catalogue, promotions, rate).total
+    after = price_receipt({"cola": 3}, catalogue, promotions, rate).total
+    assert added_amount({"cola": 2}, "cola", 1, catalogue, promotions, rate) == after - before == Decimal("0.77")
+    assert added_amount({"cola": 2}, "water", 1, catalogue, promotions, rate) == Decimal("2.91")

@@ -43,3 +43,20 @@ def test_settled_is_final() -> None:
         sm.check_transition("settled", "charging")
     with pytest.raises(sm.TransitionError):
         sm.check_transition("unmatched", "charging")
+
+
+def test_reassign_moves_the_line_and_where_it_lands_depends_on_the_other_visit() -> None:
+    assert sm.decide_line(REVIEW, "reassign", None, None) == sm.LineDecision("reassigned", "cola", 1)
+    assert sm.decide_line(REVIEW, "reassign", "water", 2) == sm.LineDecision("reassigned", "water", 2)
+    assert sm.chargeable([sm.LineView("L1", "cola", 1, "reassigned")]) == []
+    assert sm.check_reassign_target("v1", "v2", "held", True) == "cart"
+    assert sm.check_reassign_target("v1", "v2", "open", True) == "cart"
+    assert sm.check_reassign_target("v1", "v2", "settled", True) == "extra_charge"
+    for target, state, account, why in [
+        ("v1", "held", True, "already in this visit"),
+        ("v2", "unmatched", False, "no shopper account"),
+        ("v2", "charging", True, "being charged"),
+        ("v2", "payment_failed", True, "must be paid"),
+    ]:
+        with pytest.raises(sm.DecisionError, match=why):
+            sm.check_reassign_target("v1", target, state, account)
