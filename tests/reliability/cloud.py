@@ -61,23 +61,24 @@ def demo_store_in_cloud(c: Container) -> str:
     return key
 
 
-def open_visits(c: Container, carts: list[EdgeCart]) -> None:
-    """What the gate did when each shopper came in: an account with a card and an open visit."""
+def open_visits(c: Container, accounts: dict[str, str]) -> None:
+    """What the gate did when each shopper came in (`accounts`: visit id -> account id): an account with
+    a card and an open visit."""
     now = c.now_ns()
     with c.transaction() as s:
-        for cart in carts:
+        for visit_id, account_id in accounts.items():
             s.add(
                 Account(
-                    id=cart.account_id,
-                    email=f"{cart.account_id}@example.com",
-                    name=cart.account_id,
+                    id=account_id,
+                    email=f"{account_id}@example.com",
+                    name=account_id,
                     key_hash=hash_api_key(new_api_key("shp")),
                     payment_token="tok_visa",
                     created_ns=now,
                 )
             )
             s.flush()
-            s.add(Visit(id=cart.visit_id, store_id="demo", account_id=cart.account_id, state="open", opened_ns=now))
+            s.add(Visit(id=visit_id, store_id="demo", account_id=account_id, state="open", opened_ns=now))
 
 
 @dataclass

@@ -54,7 +54,7 @@ def test_the_outbox_delivers_every_cart_once_after_the_cloud_comes_back(
         worker.flush()
         carts = outbox_carts(worker.outbox)
         assert len(carts) >= 4
-        open_visits(container, carts)  # the gate opened them before the outage
+        open_visits(container, {c.visit_id: c.account_id for c in carts})  # the gate opened them before the outage
         wait_for(lambda: time.monotonic() - down_since >= DOWN_S, DOWN_S + 5, "the outage to pass")
         assert worker.outbox.depth() == len(carts)
         failures = sender.failures
