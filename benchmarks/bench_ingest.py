@@ -1,29 +1,47 @@
 """Sustained ingest on a real broker: a large store's load through a live edge worker.
 
-    .venv/bin/python benchmarks/bench_ingest.py [--shelves 1000] [--seconds 60] [--broker mqtt://127.0.0.1:1883]
+    .venv/bin/python benchmarks/bench_ingest.py [--shelves 1000] [--seconds 90] [--publishers 3]
+                                                [--broker mqtt://HOST:PORT] [--worker-args "--lag 0.5"]
 
 The store is the demo store, with its shoppers and their picks simulated, plus copies of its gondolas
 set out beyond its north wall until the store has `--shelves` shelves. Every shelf's scale sends
 12 samples at 60 Hz per message (5 messages/s, as in the field notes); the copies' plates are quiet
 (tare, noise, drift) and their clocks are not aligned with each other, like independent controllers.
-The worker runs in its own process (`store-edge run`) on the broker; this process publishes at the
-recorded pace (with the recorded network delays) and listens for the worker's cart updates.
+
+The load generator is `--publishers` processes, each with its own MQTT connection, publishing
+pre-encoded payloads with QoS 1 (what the scales use) at the recorded pace with the recorded network
+delays: one process the simulated shoppers' store (scales, curtains, gates, tracker), the others the
+quiet copies, split by shelf (so each device's messages keep their order, as on one device's
+connection). Each reports how far it fell behind its schedule, so an offered rate below the asked one
+shows. Without `--broker` the benchmark starts a Mosquitto of its own configured as docs/deploy.md
+says (`max_queued_messages 200000`, `max_inflight_messages 200`), or the embedded broker where
+Mosquitto is not installed. The worker runs in its own process (`store-edge run`).
 
 Measured:
-- throughput: messages and plate samples per second the worker took in, and how far behind it was
-  when the publisher stopped (how long it took to drain);
+- throughput: input messages per second offered and taken in while publishing; the age of the newest
+  input the worker has handled (wall clock minus its data time: a growing age is a growing backlog,
+  most of it queued in the broker) at its largest and at the end of publishing, and how long the worker
+  took to drain; messages lost (the worker's sequence-gap count);
 - latency: for every new cart line, from publishing the weight message that completed the event (the
   cart update's timestamp is the data time of the message being handled, and the line's event names
-  its shelf) to receiving the cart update on the broker: p50, p99, max.
+  its shelf) to receiving the cart update on the broker: p50, p99, max;
+- CPU: seconds of CPU per second of publishing used by the worker, the broker and the publishers,
+  and the load average, so a run on a busy machine can be told from one on a quiet one.
 Prints a markdown table. Not a test: no thresholds.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import getpass
 import json
+import multiprocessing as mp
 import os
 import platform
+import queue
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,13 +49,14 @@ import threading
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
-from tqdm import tqdm
 
 from store_edge.layout import StoreLayout, load_store
 from store_edge.live.mqtt import BrokerAddress, EmbeddedBroker, MqttLink, free_port, parse_broker_url
@@ -51,16 +70,32 @@ from store_edge.sim.simulator import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = 1_000_000_000
+HANDLED = ("edge_messages_in_total", "edge_late_messages_total", "edge_duplicates_total")
+"""The worker's counters that together count the input messages it has handled."""
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 
 
 @dataclass(frozen=True)
 class Outgoing:
     send_ns: int
-    """When to publish, relative to the first message (recorded arrival time at the broker)."""
+    """When to publish, relative to the start (recorded arrival time at the broker)."""
     topic: str
     payload: bytes
     device_id: str
     ts_ns: int
+    timed: bool = False
+    """A weight message of a shelf shoppers use: its publish time is kept for the latency."""
+
+
+@dataclass(frozen=True)
+class QuietShelf:
+    """What a publisher process needs to make a quiet copied shelf's readings."""
+
+    shelf_id: str
+    device_id: str
+    plate_ids: tuple[str, ...]
+    rate_hz: float
+    samples_per_message: int
 
 
 def large_store(base: StoreLayout, shelves: int) -> tuple[StoreLayout, list[str]]:
@@ -106,33 +141,34 @@ def large_store(base: StoreLayout, shelves: int) -> tuple[StoreLayout, list[str]
 
 
 def quiet_shelf_messages(
-    store: StoreLayout, shelf_ids: list[str], start_ns: int, seconds: float, seed: int
+    store_id: str, shelves: list[QuietShelf], start_ns: int, seconds: float, seed: int
 ) -> list[Outgoing]:
     """Readings of untouched shelves: tare, white noise, slow drift; each controller on its own clock
-    phase, each message with its own network delay (2-40 ms, in order per device)."""
-    rng = np.random.default_rng(seed)
+    phase, each message with its own network delay (2-40 ms, in order per device). Each shelf has its
+    own random stream, so a shelf's readings do not depend on which process makes them."""
     out: list[Outgoing] = []
-    prefix = store_prefix(store.store_id)
+    prefix = store_prefix(store_id)
     boot = uuid.uuid4().hex[:12]
-    for shelf_id in tqdm(shelf_ids, desc="quiet shelves", unit="shelf", leave=False):
-        shelf = store.shelves_by_id[shelf_id]
-        rate, batch = shelf.scale.rate_hz, shelf.scale.samples_per_message
+    for shelf in shelves:
+        rng = np.random.default_rng([seed, zlib.crc32(shelf.shelf_id.encode())])
+        rate, batch = shelf.rate_hz, shelf.samples_per_message
         period_ns = round(NS / rate)
         n = int(seconds * rate) // batch * batch
-        plates = [p.id for p in shelf.plates]
+        plates = list(shelf.plate_ids)
         tare = rng.uniform(600, 1400, len(plates))
         drift = rng.normal(0, 8.0 / 3600, len(plates))
         t_s = np.arange(n) / rate
         values = (tare + np.outer(t_s, drift) + rng.normal(0, 1.2, (n, len(plates)))).round(1)
         phase = int(rng.integers(0, batch * period_ns))
         last_send = 0
+        topic = f"{prefix}/weight/{shelf.shelf_id}"
         for seq, i0 in enumerate(range(0, n, batch)):
             t0 = start_ns + phase + i0 * period_ns
             ts = t0 + (batch - 1) * period_ns
             body = {
                 "kind": "weight",
-                "header": {"device_id": shelf.scale.device_id, "boot_id": boot, "seq": seq, "ts_ns": ts},
-                "shelf_id": shelf_id,
+                "header": {"device_id": shelf.device_id, "boot_id": boot, "seq": seq, "ts_ns": ts},
+                "shelf_id": shelf.shelf_id,
                 "plate_ids": plates,
                 "t0_ns": t0,
                 "period_ns": period_ns,
@@ -140,8 +176,7 @@ def quiet_shelf_messages(
             }
             send = max(last_send + 1, ts - start_ns + int(rng.uniform(2e6, 40e6)))
             last_send = send
-            topic = f"{prefix}/weight/{shelf_id}"
-            out.append(Outgoing(send, topic, json.dumps(body).encode(), shelf.scale.device_id, ts))
+            out.append(Outgoing(send, topic, json.dumps(body).encode(), shelf.device_id, ts))
     return out
 
 
@@ -158,8 +193,73 @@ def simulated_messages(store: StoreLayout, shoppers: int, seconds: float, seed: 
         if rec.log_time_ns - first > seconds * NS:
             break
         header = json.loads(rec.data)["header"]
-        out.append(Outgoing(rec.log_time_ns - first, rec.topic, rec.data, header["device_id"], header["ts_ns"]))
+        is_weight = "/weight/" in rec.topic
+        out.append(
+            Outgoing(rec.log_time_ns - first, rec.topic, rec.data, header["device_id"], header["ts_ns"], is_weight)
+        )
     return out
+
+
+@dataclass(frozen=True)
+class PublisherJob:
+    name: str
+    broker: BrokerAddress
+    store_id: str
+    messages: list[Outgoing]
+    """Ready-made messages (the simulated shoppers' store)."""
+    quiet: list[QuietShelf]
+    """Quiet shelves whose readings this process makes before the start."""
+    start_ns: int
+    seconds: float
+    seed: int
+
+
+@dataclass
+class PublisherReport:
+    name: str
+    published: int
+    inputs: int
+    """Of them, messages the engine consumes."""
+    seconds: float
+    behind_s: float
+    """The furthest this process fell behind its schedule."""
+    cpu_s: float
+    sent_at: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(device, data time) -> wall-clock publish time, for the timed weight messages."""
+
+
+def run_publisher(
+    job: PublisherJob, ready: mp.Queue[str], go_at: Synchronized[int], results: mp.Queue[PublisherReport]
+) -> None:
+    """One publisher process: make its messages, connect, wait for the common start, publish on time."""
+    load = job.messages + quiet_shelf_messages(job.store_id, job.quiet, job.start_ns, job.seconds, job.seed)
+    load.sort(key=lambda o: o.send_ns)
+    inputs = sum(1 for o in load if (t := parse_topic(o.topic)) is not None and t.kind in INPUT_KINDS)
+    link = MqttLink(job.broker, f"bench-{job.name}-{uuid.uuid4().hex[:6]}").start()
+    ready.put(job.name)
+    while go_at.value == 0:
+        time.sleep(0.005)
+    t0 = go_at.value
+    cpu0 = time.process_time()
+    publish = link.client.publish
+    sent_at: dict[tuple[str, int], int] = {}
+    behind = 0
+    info = None
+    for o in load:
+        due = t0 + o.send_ns
+        now = time.monotonic_ns()
+        if due - now > 2_000_000:
+            time.sleep((due - now) / NS)
+        else:
+            behind = max(behind, now - due)
+        if o.timed:
+            sent_at[(o.device_id, o.ts_ns)] = time.time_ns()
+        info = publish(o.topic, o.payload, qos=1)
+    seconds = (time.monotonic_ns() - t0) / NS
+    if info is not None:
+        info.wait_for_publish(60)
+    results.put(PublisherReport(job.name, len(load), inputs, seconds, behind / NS, time.process_time() - cpu0, sent_at))
+    link.stop()
 
 
 class CartListener:
@@ -204,53 +304,102 @@ def wait_healthy(port: int, worker: subprocess.Popen[bytes], timeout_s: float = 
     raise SystemExit(f"the worker was not healthy within {timeout_s:.0f} s")
 
 
-def metric(port: int, name: str) -> float:
+def metric(port: int, *names: str) -> float:
+    """The sum of the worker's metrics of these names (over all their labels)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(names))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class PrivateMosquitto:
+    """A Mosquitto of the benchmark's own, set up as docs/deploy.md says for a store's broker (a large
+    per-client queue), so the shared broker's settings and traffic do not enter the figures."""
+
+    def __init__(self, folder: Path) -> None:
+        assert MOSQUITTO is not None
+        self.address = BrokerAddress("127.0.0.1", free_port())
+        conf = folder / "mosquitto.conf"
+        settings = [
+            f"user {getpass.getuser()}",
+            f"listener {self.address.port} 127.0.0.1",
+            "allow_anonymous true",
+            "max_queued_messages 200000",
+            "max_inflight_messages 200",
+        ]
+        conf.write_text("\n".join(settings) + "\n")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        if self.proc.poll() is not None:
+            raise SystemExit(f"mosquitto did not start (exit code {self.proc.returncode})")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def split_quiet(store: StoreLayout, quiet: list[str], parts: int) -> list[list[QuietShelf]]:
+    shelves = [
+        QuietShelf(s.id, s.scale.device_id, tuple(p.id for p in s.plates), s.scale.rate_hz, s.scale.samples_per_message)
+        for s in (store.shelves_by_id[sid] for sid in quiet)
+    ]
+    return [shelves[k::parts] for k in range(parts)]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shelves", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=90.0)
-    parser.add_argument("--shoppers", type=int, default=30, help="over 3 minutes; the first --seconds are sent")
-    parser.add_argument("--broker", default=os.environ.get("MQTT_URL"), help="default: MQTT_URL, else embedded")
+    parser.add_argument("--shoppers", type=int, default=60, help="over 3 minutes; the first --seconds are sent")
+    parser.add_argument("--publishers", type=int, default=3, help="load generator processes (at least 2)")
+    parser.add_argument("--broker", help="default: a private Mosquitto, else the embedded broker")
+    parser.add_argument("--worker-args", default="", help="more arguments for store-edge run")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    embedded = None if args.broker else EmbeddedBroker().start()
-    broker = embedded.address if embedded else parse_broker_url(args.broker, os.environ)
     base = load_store(ROOT / "sample_data" / "stores" / "demo.yaml")
     store, quiet = large_store(base, args.shelves)
     n_shelves = len(store.shelves_by_id)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        private = PrivateMosquitto(tmp) if args.broker is None and MOSQUITTO else None
+        embedded = EmbeddedBroker().start() if args.broker is None and private is None else None
+        broker = (
+            private.address if private else embedded.address if embedded else parse_broker_url(args.broker, os.environ)
+        )
         print(f"building the load: {n_shelves} shelves, {store.plate_count} plates", file=sys.stderr)
         sim = simulated_messages(base, args.shoppers, args.seconds, args.seed, tmp)
-        start_ns = min(o.ts_ns for o in sim if "/weight/" in o.topic)
-        load = sim + quiet_shelf_messages(store, quiet, start_ns, args.seconds, args.seed)
-        load.sort(key=lambda o: o.send_ns)
+        start_ns = min(o.ts_ns for o in sim if o.timed)
         store_file = tmp / "large-store.yaml"
         store_file.write_text(yaml.safe_dump(store.model_dump(mode="json", exclude_none=True), sort_keys=False))
         worker_id = f"bench-edge-{uuid.uuid4().hex[:6]}"
         health = free_port()
         worker = subprocess.Popen(
             [sys.executable, "-m", "store_edge.cli", "run", "--store", str(store_file), "--broker", broker.url,
-             "--state-dir", str(tmp / "state"), "--health-port", str(health), "--worker-id", worker_id],
+             "--state-dir", str(tmp / "state"), "--health-port", str(health), "--worker-id", worker_id,
+             *shlex.split(args.worker_args)],
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         listener = CartListener(broker, store.store_id, worker_id)
+        jobs = [PublisherJob("shoppers", broker, store.store_id, sim, [], start_ns, args.seconds, args.seed)]
+        for k, part in enumerate(split_quiet(store, quiet, max(1, args.publishers - 1))):
+            jobs.append(PublisherJob(f"quiet{k}", broker, store.store_id, [], part, start_ns, args.seconds, args.seed))
         try:
             wait_healthy(health, worker)
             listener.link.start()
             listener.link.subscribed.wait(10)
-            time.sleep(1.0)
-            result = publish_and_measure(load, broker, health, store, listener)
+            result = publish_and_measure(jobs, health, store, listener, worker.pid, private)
         finally:
             worker.terminate()
             worker.wait(30)
             listener.link.stop()
+            if private:
+                private.stop()
             if embedded:
                 embedded.stop()
     print_table(args, n_shelves, store.plate_count, broker, result)
@@ -262,43 +411,71 @@ class Result:
     """Offered messages the engine consumes (device status messages are not its input)."""
     offered: int
     publish_s: float
+    publishers_behind_s: float
     taken_in: float
     taken_in_during: float
+    lost: float
+    age_max: float
+    age_end: float
     drain_s: float
-    samples_per_msg: float
+    plate_samples_per_s: float
+    """As scheduled: every plate of every shelf at its scale's rate."""
     latencies_ms: list[float]
-    lines: int
+    cpu: dict[str, float]
+    load_avg: tuple[float, float]
 
 
 def publish_and_measure(
-    load: list[Outgoing], broker: BrokerAddress, health: int, store: StoreLayout, listener: CartListener
+    jobs: list[PublisherJob],
+    health: int,
+    store: StoreLayout,
+    listener: CartListener,
+    worker_pid: int,
+    private: PrivateMosquitto | None,
 ) -> Result:
-    link = MqttLink(broker, f"bench-publisher-{uuid.uuid4().hex[:6]}").start()
-    sent_at: dict[tuple[str, int], int] = {}
-    pending = []
-    inputs = sum(1 for o in load if (t := parse_topic(o.topic)) is not None and t.kind in INPUT_KINDS)
-    before = metric(health, "edge_messages_in_total")
-    t0 = time.monotonic_ns()
-    for o in tqdm(load, desc="publishing", unit="msg", unit_scale=True, mininterval=1.0):
-        delay = (t0 + o.send_ns - time.monotonic_ns()) / NS
-        if delay > 0.002:
-            time.sleep(delay)
-        sent_at[(o.device_id, o.ts_ns)] = time.time_ns()
-        pending.append(link.publish(o.topic, o.payload))
-        if len(pending) >= 2000:
-            pending = [p for p in pending if not p.is_published()]
-    publish_s = (time.monotonic_ns() - t0) / NS
-    during = metric(health, "edge_messages_in_total") - before
+    ctx = mp.get_context("spawn")  # this process runs MQTT threads: no fork
+    ready: mp.Queue[str] = ctx.Queue()
+    results: mp.Queue[PublisherReport] = ctx.Queue()
+    go_at: Synchronized[int] = ctx.Value(ctypes.c_longlong, 0)
+    procs = [ctx.Process(target=run_publisher, args=(job, ready, go_at, results), daemon=True) for job in jobs]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        print(f"publisher {ready.get(timeout=600)} ready", file=sys.stderr)
+    before = metric(health, *HANDLED)
+    load0 = os.getloadavg()[0]
+    pids = {"worker": worker_pid} | ({"broker": private.proc.pid} if private else {})
+    cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
+    go_at.value = time.monotonic_ns() + NS // 2  # CLOCK_MONOTONIC is the same in every process
+    time.sleep(0.5)
+    started = time.monotonic()
+    age_max = 0.0
+    reports: list[PublisherReport] = []
+    while len(reports) < len(jobs):
+        try:
+            reports.append(results.get(timeout=1.0))
+        except queue.Empty:  # still publishing
+            age_max = max(age_max, metric(health, "edge_input_age_seconds"))
+    publish_s = time.monotonic() - started
+    during = metric(health, *HANDLED) - before
+    age_end = metric(health, "edge_input_age_seconds")
+    cpu = {k: cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
+    cpu["publishers"] = sum(r.cpu_s for r in reports)
+    load1 = os.getloadavg()[0]
+    for p in procs:
+        p.join(30)
+    inputs = sum(r.inputs for r in reports)
     end = time.monotonic()
     total = during
     while time.monotonic() - end < 120:
-        total = metric(health, "edge_messages_in_total") - before
+        total = metric(health, *HANDLED) - before
         if total >= inputs:
             break
         time.sleep(0.1)
     drain_s = time.monotonic() - end
     time.sleep(2)
-    link.stop()
+    lost = metric(health, "edge_sequence_gaps")
+    sent_at = {k: v for r in reports for k, v in r.sent_at.items()}
     scale_of = {s.id: s.scale.device_id for s in store.shelves_by_id.values()}
     latencies: list[float] = []
     with listener.lock:
@@ -308,19 +485,21 @@ def publish_and_measure(
                 sent = sent_at.get((scale_of.get(shelf, ""), msg.header.ts_ns))
                 if sent is not None:
                     latencies.append((recv_ns - sent) / 1e6)
-    weight = [o for o in load if "/weight/" in o.topic]
-    bodies = [json.loads(o.payload) for o in weight[:200]]
-    samples = sum(len(b["samples"]) * len(b["plate_ids"]) for b in bodies)
     return Result(
         inputs=inputs,
-        offered=len(load),
+        offered=sum(r.published for r in reports),
         publish_s=publish_s,
+        publishers_behind_s=max(r.behind_s for r in reports),
         taken_in=total,
         taken_in_during=during,
+        lost=lost,
+        age_max=age_max,
+        age_end=age_end,
         drain_s=drain_s,
-        samples_per_msg=samples / min(200, len(weight)) * len(weight) / len(load),
+        plate_samples_per_s=sum(len(s.plates) * s.scale.rate_hz for s in store.shelves_by_id.values()),
         latencies_ms=latencies,
-        lines=len(latencies),
+        cpu={k: v / publish_s for k, v in cpu.items()},
+        load_avg=(load0, load1),
     )
 
 
@@ -330,18 +509,23 @@ def print_table(args: argparse.Namespace, shelves: int, plates: int, broker: Bro
     def pct(q: float) -> str:
         return f"{lat[min(len(lat) - 1, int(q * len(lat)))]:.0f}" if lat else "-"
 
-    rate = r.offered / r.publish_s
+    rate = r.inputs / r.publish_s
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, {broker.url}")
+    print(f"load average (1 min) before / after publishing: {r.load_avg[0]:.2f} / {r.load_avg[1]:.2f}")
+    print(
+        "CPU (cores busy while publishing): " + ", ".join(f"{k} {v:.2f}" for k, v in r.cpu.items()) + "; "
+        f"publishers at most {r.publishers_behind_s * 1000:.0f} ms behind schedule"
+    )
     print()
     print(
-        "| shelves | plates | seconds | offered msg/s | plate samples/s | taken in while publishing | drain after | "
-        "new lines | latency p50 ms | p99 ms | max ms |"
+        "| shelves | plates | seconds | input msg/s offered | plate samples/s | taken in while publishing | "
+        "input age max / end | drain after | lost | new lines | latency p50 ms | p99 ms | max ms |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(
-        f"| {shelves:,} | {plates:,} | {r.publish_s:.0f} | {rate:,.0f} | {rate * r.samples_per_msg:,.0f} | "
-        f"{r.taken_in_during / r.inputs:.0%} | {r.drain_s:.1f} s | {r.lines} | {pct(0.5)} | {pct(0.99)} | "
-        f"{(lat[-1] if lat else 0):.0f} |"
+        f"| {shelves:,} | {plates:,} | {r.publish_s:.0f} | {rate:,.0f} | {r.plate_samples_per_s:,.0f} | "
+        f"{r.taken_in_during / r.inputs:.0%} | {r.age_max:.1f} / {r.age_end:.1f} s | {r.drain_s:.1f} s | "
+        f"{r.lost:,.0f} | {len(lat)} | {pct(0.5)} | {pct(0.99)} | {(lat[-1] if lat else 0):.0f} |"
     )
     if r.taken_in < r.inputs:
         print(f"\nthe worker took in {r.taken_in:,.0f} of {r.inputs:,} input messages within 120 s of the end")

@@ -75,6 +75,11 @@ class WorkerMetrics:
         self.open_visits = Gauge("edge_open_visits", "Visits whose cart is open", registry=r)
         self.review_tickets = Counter("edge_review_tickets", "Review tickets raised", registry=r)
         self.outbox_depth = Gauge("edge_outbox_depth", "Finished carts not yet acknowledged by the cloud", registry=r)
+        self.input_age = Gauge(
+            "edge_input_age_seconds",
+            "Wall clock minus the data time of the newest input handled: while devices talk, growing means behind",
+            registry=r,
+        )
         self.process_seconds = Histogram(
             "edge_process_seconds",
             "Time to handle one batch of input",
@@ -271,6 +276,8 @@ class EdgeWorker:
         self.metrics.lag.set(self.reorder.lag_behind_ns / NS)
         self.metrics.open_visits.set(self.open_visits())
         self.metrics.sequence_gaps.set(self.dedup.gaps)
+        if self.reorder.newest_ns is not None:
+            self.metrics.input_age.set((time.time_ns() - self.reorder.newest_ns) / NS)
 
     def _inputs_quiet(self) -> bool:
         """Nothing has come for a while and nothing can be on its way. Not while the broker link is down
