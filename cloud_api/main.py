@@ -11,6 +11,7 @@ from cloud_api import __version__
 from cloud_api.adapters.payments import PaymentGateway
 from cloud_api.api import errors
 from cloud_api.api.routes import edge, gates, receipts, shoppers, staff
+from cloud_api.console import routes as console
 from cloud_api.core.config import Settings, load_settings
 from cloud_api.services.container import Container, build_container
 from cloud_api.services.worker import Sweeper
@@ -46,6 +47,7 @@ def create_app(
     errors.install(app)
     for module in (gates, edge, shoppers, receipts, staff):
         app.include_router(module.router)
+    console.install(app)  # the staff review console's pages (/console/)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -18,8 +18,7 @@ from cloud_api.core.security import hash_api_key
 from cloud_api.db.models import Account, Device, Staff
 from cloud_api.services.container import Container
 from cloud_api.services.errors import ForbiddenError, UnauthorizedError
-
-ROLES = ("reviewer", "manager", "admin")  # each includes the rights of the ones before it
+from cloud_api.services.staff_auth import has_role
 
 
 def get_container(request: Request) -> Container:
@@ -85,7 +84,7 @@ def current_staff(
 
 def require_role(role: str) -> Callable[[Staff], Staff]:
     def check(staff: Annotated[Staff, Depends(current_staff)]) -> Staff:
-        if staff.role not in ROLES or ROLES.index(staff.role) < ROLES.index(role):
+        if not has_role(staff, role):
             raise ForbiddenError(f"this needs the {role} role; you are {staff.role}")
         return staff
 

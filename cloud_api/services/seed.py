@@ -3,6 +3,7 @@ demo accounts and device keys. Keys are printed once: only their hashes are stor
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,8 @@ from cloud_api.core.security import hash_api_key, new_api_key
 from cloud_api.db.models import Account, Device, Gate, Product, Promotion, Staff, Store
 from cloud_api.domain.pricing import MultiBuy, to_cents
 from cloud_api.services.container import Container, audit
-from store_edge.layout import load_store
+from cloud_api.services.staff_auth import hash_password
+from store_edge.layout import StoreLayout, load_store
 
 
 @dataclass
@@ -53,6 +55,8 @@ class SeedResult:
     """Role -> key, for staff created now."""
     shoppers: list[dict[str, str]] = field(default_factory=list)
     """Accounts created now: account_id, email, payment_token, key."""
+    logins: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Role -> {login, password} of the review console, for staff created now (shown once, stored hashed)."""
 
 
 DEMO_SHOPPERS = (
@@ -60,6 +64,24 @@ DEMO_SHOPPERS = (
     ("bob", "Bob Declined", "bob@example.com", "tok_decline"),
 )
 DEMO_STAFF = (("reviewer", "reviewer"), ("manager", "manager"), ("admin", "admin"))
+
+
+def floor_map(layout: StoreLayout) -> dict[str, Any]:
+    """What the console's floor map draws, in store metres: the floor outline, each gondola's footprint,
+    each plate's front edge (the plates of a ticket are highlighted) and the gates."""
+
+    def point(p: Any) -> list[float]:
+        return [round(float(p[0]), 3), round(float(p[1]), 3)]
+
+    return {
+        "outline": [point(p) for p in layout.floor.outline],
+        "gondolas": [{"id": g.id, "footprint": [point(p) for p in g.footprint()]} for g in layout.gondolas],
+        "plates": {
+            pid: {"shelf_id": g.shelf_id, "front": [point(g.front_left), point(g.front_right)]}
+            for pid, g in layout.plate_geometry.items()
+        },
+        "gates": [{"id": g.id, "kind": g.kind, "line": [point(p) for p in g.line]} for g in layout.gates],
+    }
 
 
 def seed(
@@ -82,6 +104,7 @@ def seed(
             s.add(store)
         store.name, store.currency = layout.name, layout.currency
         store.tax_rate, store.preauth_cents = str(config.tax_rate), to_cents(config.preauth)
+        store.floor_map = floor_map(layout)
         s.flush()
         existing = {p.sku: p for p in s.scalars(select(Product).where(Product.store_id == store.id))}
         for product in layout.products:
@@ -131,7 +154,7 @@ def seed(
             for short, role in DEMO_STAFF:
                 staff_id = f"{store.id}-{short}" if role != "admin" else "admin"
                 if s.get(Staff, staff_id) is None:
-                    key = new_api_key("stf")
+                    key, password = new_api_key("stf"), secrets.token_urlsafe(12)
                     store_scope = None if role == "admin" else store.id
                     s.add(
                         Staff(
@@ -140,11 +163,14 @@ def seed(
                             role=role,
                             store_id=store_scope,
                             key_hash=hash_api_key(key),
+                            password_hash=hash_password(password),
                             created_ns=now,
                         )
                     )
                     keys[f"staff {staff_id} ({role})"] = key
+                    keys[f"console login {staff_id} ({role}) password"] = password
                     result.staff[role] = key
+                    result.logins[role] = {"login": staff_id, "password": password}
         audit(
             s,
             now,

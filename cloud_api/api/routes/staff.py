@@ -8,7 +8,7 @@ from sqlalchemy import select
 from cloud_api.api.deps import AdminDep, ContainerDep, ManagerDep, ReviewerDep, SessionDep
 from cloud_api.api.errors import ERRORS
 from cloud_api.api.routes.shoppers import dispute_out
-from cloud_api.db.models import AuditEntry, Cart, CartLine, Dispute, Receipt, Staff, Visit
+from cloud_api.db.models import AuditEntry, CartLine, Dispute, Receipt, Staff, Visit
 from cloud_api.schemas.dispute import DisputeDecisionIn, DisputeOut
 from cloud_api.schemas.staff import (
     AuditOut,
@@ -22,10 +22,9 @@ from cloud_api.schemas.staff import (
     SweepOut,
     VisitStateOut,
 )
-from cloud_api.services import devices, disputes, settlement
+from cloud_api.services import devices, disputes, review_queue, settlement
 from cloud_api.services.errors import ForbiddenError, NotFoundError
 from cloud_api.services.worker import run_due
-from store_edge.protocol.messages import ReviewTicket
 
 router = APIRouter(prefix="/v1/staff", tags=["staff"])
 
@@ -46,7 +45,6 @@ def _line_out(line: CartLine) -> LineOut:
 
 def _visit_out(s: SessionDep, v: Visit) -> StaffVisitOut:
     lines = s.scalars(select(CartLine).where(CartLine.visit_id == v.id).order_by(CartLine.id))
-    cart = s.get(Cart, v.id)
     return StaffVisitOut(
         visit_id=v.id,
         store_id=v.store_id,
@@ -55,7 +53,7 @@ def _visit_out(s: SessionDep, v: Visit) -> StaffVisitOut:
         flag_reason=v.flag_reason,
         review_deadline_ns=v.review_deadline_ns,
         lines=[_line_out(line) for line in lines],
-        tickets=[ReviewTicket.model_validate(t) for t in cart.payload.get("tickets", [])] if cart else [],
+        tickets=review_queue.visit_tickets(s, v.id),
     )
 
 
