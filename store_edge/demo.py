@@ -223,6 +223,7 @@ class Demo:
         self.gate_key: str = keys["devices"]["gate"]
         edge_key: str = keys["devices"]["edge"]
         self.staff_key: str = keys["staff"]["reviewer"]
+        self.console_login: dict[str, str] = keys.get("console", {}).get("logins", {}).get("reviewer", {})
         # the test-mode accounts made for this (the named demo accounts include one whose card declines)
         shoppers: list[dict[str, str]] = [a for a in keys["shoppers"] if a["account_id"].startswith("acct-shopper-")]
         if len(shoppers) < len(accounts):
@@ -425,6 +426,11 @@ class Demo:
             f"staff review: {len(self.result.held)} visits wait at {self.cloud_url}/v1/staff/visits?state=held "
             f"(API; staff key in {self.cfg.out_dir / 'keys.json'})"
         )
+        held = call("GET", f"{self.cloud_url}/v1/staff/visits?state=held", self.staff_key)
+        tickets = sum(line["status"] == "under_review" for v in held for line in v["lines"])
+        who = self.console_login
+        login = f"{who['login']} / {who['password']}" if who else f"the reviewer in {self.cfg.out_dir / 'keys.json'}"
+        self.say(f"review console: {self.cloud_url}/console/ (log in as {login}); {tickets} open tickets")
 
     def stop(self) -> None:
         for link in self.links:
