@@ -247,6 +247,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         jitter_s=args.jitter,
         worker_id=args.worker_id,
         snapshot_every_s=args.snapshot_every,
+        merge=args.merge,
     )
     print(f"store-edge run: store {store.store_id} on {address.url}; state in {args.state_dir}", file=sys.stderr)
     cloud_key = _secret(args.cloud_key_file, "CLOUD_API_KEY")
@@ -453,6 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lag", type=float, default=0.5, help="seconds to wait for a device gone quiet (default 0.5)")
     run.add_argument(
         "--jitter", type=float, default=0.1, help="seconds a device's message may trail its peers' (default 0.1)"
+    )
+    run.add_argument(
+        "--merge",
+        choices=("shelf", "total"),
+        default="shelf",
+        help="shelf: each shelf's devices merged with the tracker and gates only (default, lower latency); "
+        "total: all devices in one timestamp order",
     )
     run.add_argument("--health-port", type=int, default=9108, help="/healthz and /metrics on 127.0.0.1")
     run.add_argument(

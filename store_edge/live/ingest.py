@@ -20,7 +20,7 @@ second later.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from store_edge.protocol.messages import Message
@@ -78,71 +78,175 @@ class LateMessageError(Exception):
 
 
 class Reorderer:
-    """A timestamp-ordered merge of all devices' messages behind a watermark that follows the slowest
-    active device (see the module's docstring)."""
+    """A timestamp-ordered merge behind a watermark that follows the slowest active device (see the
+    module's docstring).
 
-    def __init__(self, lag_ns: int, jitter_ns: int = 0, expected_devices: Iterable[str] = ()) -> None:
+    With `lanes` (device -> lane, for example a shelf's scale and light curtain -> the shelf), the order
+    is partial: each lane's messages are merged only with the shared devices' (every device not in a
+    lane: the tracker, the gates), not with other lanes'. A lane's message waits for its own lane's
+    devices and the shared devices, never for another shelf's scale; a shared message waits for the
+    shared devices only. So a lane's message is handed on after its lane's earlier messages and after
+    every shared message up to its time, while later shared messages may go ahead of a slow lane's (the
+    tracker does not wait for a shelf). A lane message is late when it is behind what its lane handed
+    on; a shared message when it is behind anything handed on. Without `lanes` every device is shared:
+    one total order."""
+
+    def __init__(
+        self,
+        lag_ns: int,
+        jitter_ns: int = 0,
+        expected_devices: Iterable[str] = (),
+        lanes: Mapping[str, str] | None = None,
+    ) -> None:
         """`expected_devices`: devices known to stream (a store's scales). Until each has spoken, or
-        `lag_ns` has passed since the first message, they hold the watermark as a slow device would:
-        a scale whose first message comes late at start-up is waited for, not dead-lettered."""
+        `lag_ns` has passed since the first message, they hold the watermark (of their lane) as a slow
+        device would: a scale whose first message comes late at start-up is waited for, not
+        dead-lettered."""
         if not 0 <= jitter_ns <= lag_ns:
             raise ValueError(f"jitter ({jitter_ns} ns) must lie between 0 and the lag ({lag_ns} ns)")
         self.lag_ns = lag_ns
         self.jitter_ns = jitter_ns
-        self._heap: list[tuple[tuple[int, str, int], int, Message]] = []
+        self._lane_of: dict[str, str] = dict(lanes or {})
+        self._heaps: dict[str | None, list[tuple[tuple[int, str, int], int, Message]]] = {None: []}
+        """Waiting messages per lane (None: the shared devices)."""
+        self._waiting = 0
         self._arrivals = 0
         self._device_newest: dict[str, int] = {}
         self._expected = tuple(expected_devices)
-        self._progress: list[tuple[int, str]] = []
-        """(newest timestamp, device) per device, oldest first; entries a device has since passed are
-        dropped lazily."""
+        self._progress: dict[str | None, list[tuple[int, str]]] = {None: []}
+        """Per lane, (newest timestamp, device) of its devices, oldest first; entries a device has since
+        passed are dropped lazily."""
+        self._lane_released: dict[str, int] = {}
+        self._queued: dict[str, tuple[bool, int]] = {}
+        """Lanes with waiting messages, as last filed in `_open` or `_held`: (held, time). Entries of
+        those heaps that no longer match this are skipped."""
+        self._open: list[tuple[int, str]] = []
+        """Lanes whose oldest message waits for the shared devices only, by that message's time."""
+        self._held: list[tuple[int, str]] = []
+        """Lanes whose oldest message waits for one of the lane's own devices, by that device's newest time."""
         self.newest_ns: int | None = None
         self.released_ns: int | None = None
-        """Timestamp of the last message handed on: nothing older may follow it."""
+        """Timestamp of the newest message handed on: no shared message older than it may follow."""
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return self._waiting
 
     def push(self, msg: Message) -> list[Message]:
         """Buffer one message; returns those the watermark now lets through. Raises LateMessageError."""
         ts = msg.header.ts_ns
-        if self.released_ns is not None and ts < self.released_ns:
-            raise LateMessageError(self.released_ns - ts)
+        device = msg.header.device_id
+        lane = self._lane_of.get(device)
+        released = self.released_ns if lane is None else self._lane_released.get(lane)
+        if released is not None and ts < released:
+            raise LateMessageError(released - ts)
         self._arrivals += 1
-        heapq.heappush(self._heap, (merge_key(msg), self._arrivals, msg))
+        heapq.heappush(self._heaps.setdefault(lane, []), (merge_key(msg), self._arrivals, msg))
+        self._waiting += 1
         if self.newest_ns is None:
             for expected in self._expected:  # as if each had just spoken, a jitter before this first message
                 self._device_newest.setdefault(expected, ts - self.jitter_ns)
-                heapq.heappush(self._progress, (ts - self.jitter_ns, expected))
+                self._progressed(expected, ts - self.jitter_ns)
         self.newest_ns = ts if self.newest_ns is None else max(self.newest_ns, ts)
-        device = msg.header.device_id
         if ts > self._device_newest.get(device, -1):
             self._device_newest[device] = ts
-            heapq.heappush(self._progress, (ts, device))
-        return self._release(self.watermark_ns())
+            self._progressed(device, ts)
+        out = self._release_shared(self.watermark_ns())
+        if lane is not None:
+            out += self._release_lane(lane)
+        if self._lane_of:
+            out += self._release_lanes()
+        if len(out) > 1:
+            out.sort(key=merge_key)
+        return out
 
-    def watermark_ns(self) -> int:
-        """Messages at or before this time are handed on."""
-        assert self.newest_ns is not None
-        floor = self.newest_ns - self.lag_ns
-        progress = self._progress
+    def _progressed(self, device: str, ts: int) -> None:
+        heapq.heappush(self._progress.setdefault(self._lane_of.get(device), []), (ts, device))
+
+    def _slowest(self, lane: str | None, floor: int) -> int | None:
+        """The oldest newest-timestamp of the lane's devices that have spoken since `floor`."""
+        progress = self._progress.get(lane)
+        if not progress:
+            return None
         # devices silent for longer than the lag, and entries a device has since moved past, hold nothing
         while progress and (progress[0][0] < floor or progress[0][0] != self._device_newest[progress[0][1]]):
             heapq.heappop(progress)
-        if not progress:
-            return floor
-        return max(floor, min(progress[0][0], self.newest_ns - self.jitter_ns))
+        return progress[0][0] if progress else None
+
+    def watermark_ns(self) -> int:
+        """Shared messages at or before this time are handed on (all messages, without lanes)."""
+        assert self.newest_ns is not None
+        floor = self.newest_ns - self.lag_ns
+        slowest = self._slowest(None, floor)
+        limit = self.newest_ns - self.jitter_ns
+        return max(floor, limit if slowest is None else min(slowest, limit))
+
+    def lane_watermark_ns(self, lane: str) -> int:
+        """A lane's messages at or before this time are handed on: the shared watermark, held back by
+        the lane's own devices."""
+        assert self.newest_ns is not None
+        floor = self.newest_ns - self.lag_ns
+        shared = self.watermark_ns()
+        own = self._slowest(lane, floor)
+        return max(floor, shared if own is None else min(shared, own))
 
     def flush(self) -> list[Message]:
         """Everything buffered: the inputs have gone quiet, nothing more is in flight."""
-        return self._release(None)
+        out = self._release_shared(None)
+        for lane in [lane for lane in self._heaps if lane is not None]:
+            out += self._pop(lane, None)
+        self._queued.clear()
+        self._open.clear()
+        self._held.clear()
+        out.sort(key=merge_key)
+        return out
 
-    def _release(self, watermark_ns: int | None) -> list[Message]:
+    def _pop(self, lane: str | None, up_to_ns: int | None) -> list[Message]:
+        heap = self._heaps[lane]
         out = []
-        while self._heap and (watermark_ns is None or self._heap[0][0][0] <= watermark_ns):
-            msg = heapq.heappop(self._heap)[2]
-            out.append(msg)
-            self.released_ns = msg.header.ts_ns
+        while heap and (up_to_ns is None or heap[0][0][0] <= up_to_ns):
+            out.append(heapq.heappop(heap)[2])
+        if out:
+            self._waiting -= len(out)
+            last = out[-1].header.ts_ns
+            self.released_ns = last if self.released_ns is None else max(self.released_ns, last)
+            if lane is not None:
+                self._lane_released[lane] = last
+        return out
+
+    def _release_shared(self, watermark_ns: int | None) -> list[Message]:
+        return self._pop(None, watermark_ns)
+
+    def _release_lane(self, lane: str) -> list[Message]:
+        """Hand on what the lane's watermark passed; file the lane by what its oldest message waits for."""
+        out = self._pop(lane, self.lane_watermark_ns(lane))
+        heap = self._heaps[lane]
+        if not heap:
+            self._queued.pop(lane, None)
+            return out
+        head = heap[0][0][0]
+        assert self.newest_ns is not None
+        own = self._slowest(lane, self.newest_ns - self.lag_ns)
+        # held by a device of its own: looked at again when that device speaks or falls silent for the lag
+        filed = (True, own) if own is not None and head > own else (False, head)
+        if self._queued.get(lane) != filed:
+            self._queued[lane] = filed
+            heapq.heappush(self._held if filed[0] else self._open, (filed[1], lane))
+        return out
+
+    def _release_lanes(self) -> list[Message]:
+        """Lanes waiting only for the shared watermark, up to it; lanes held by a device of their own,
+        once that device has been silent for the lag."""
+        assert self.newest_ns is not None
+        shared = self.watermark_ns()
+        floor = self.newest_ns - self.lag_ns
+        out: list[Message] = []
+        # (a device whose newest message is older than the floor is silent: it holds nothing up)
+        for heap, held, limit in ((self._open, False, shared + 1), (self._held, True, floor)):
+            while heap and heap[0][0] < limit:
+                head, lane = heapq.heappop(heap)
+                if self._queued.get(lane) == (held, head):
+                    del self._queued[lane]
+                    out += self._release_lane(lane)
         return out
 
     @property

@@ -59,6 +59,10 @@ class WorkerConfig:
     snapshot_every_s: float = 300.0
     """How often the worker's state is saved and the journal rows it includes are deleted."""
     worker_id: str | None = None
+    merge: Literal["shelf", "total"] = "shelf"
+    """"shelf": each shelf's scale and curtain are merged with the shared devices (tracker, gates) only,
+    so a shelf's event waits for them and not for the slowest of the store's scales (lower latency);
+    "total": every device with every other, in one timestamp order (as `store-edge eval` does)."""
     engine: EngineParams = field(default_factory=EngineParams)
 
 
@@ -127,6 +131,13 @@ def ticket_message(t: EngineTicket, header: m.Header, evidence: m.TicketEvidence
     )
 
 
+def shelf_lanes(store: StoreLayout) -> dict[str, str]:
+    """Each shelf's scale and light curtain -> the shelf: the merge's lanes (see `Reorderer`)."""
+    lanes = {shelf.scale.device_id: shelf.id for shelf in store.shelves_by_id.values()}
+    lanes |= {shelf.curtain.device_id: shelf.id for shelf in store.shelves_by_id.values() if shelf.curtain}
+    return lanes
+
+
 class EdgeWorker:
     """The live worker. `handle_raw` is the whole input path; the MQTT and HTTP parts wrap it."""
 
@@ -148,7 +159,8 @@ class EdgeWorker:
         """Open review tickets (with their line ids) until the carts of their lines close."""
         self.dedup = Deduplicator()
         scales = [shelf.scale.device_id for shelf in store.shelves_by_id.values()]
-        self.reorder = Reorderer(round(config.lag_s * NS), round(config.jitter_s * NS), scales)
+        lanes = shelf_lanes(store) if config.merge == "shelf" else None
+        self.reorder = Reorderer(round(config.lag_s * NS), round(config.jitter_s * NS), scales, lanes)
         self.link = link
         self.sender: CloudSender | None = None
         self.inbox: queue.Queue[tuple[str, bytes, int | None]] = queue.Queue()
@@ -191,10 +203,13 @@ class EdgeWorker:
             )
         )
 
-    def _emit(self, out: EngineOutput) -> None:
+    def _emit(self, out: EngineOutput, data_ns: int | None = None) -> None:
+        """Publish and queue what the engine decided; `data_ns`: the data time of the message that made
+        it (default: the engine's newest time)."""
+        data_ns = self.engine.now_ns if data_ns is None else data_ns
         for cart in out.changed_carts:
             if cart.state != "closed":
-                self._publish(cart_message(cart, self._header(self.engine.now_ns)), retain=True)
+                self._publish(cart_message(cart, self._header(data_ns)), retain=True)
         for ticket in out.tickets:
             if not self._replaying:
                 self.metrics.review_tickets.inc()
@@ -203,7 +218,7 @@ class EdgeWorker:
                 self.traces, self.engine.shoppers, ev.shelf_id, list(ev.plate_deltas_g), ticket.shoppers,
                 ev.start_ns, ev.end_ns,
             )  # fmt: skip
-            ticket_msg = ticket_message(ticket, self._header(self.engine.now_ns), evidence)
+            ticket_msg = ticket_message(ticket, self._header(data_ns), evidence)
             self.tickets[ticket.ticket_id] = (set(ticket.line_ids), ticket_msg)
             self._publish(ticket_msg, retain=True)
         for ticket_id in out.withdrawn_tickets:
@@ -212,7 +227,7 @@ class EdgeWorker:
                 # an empty retained payload clears the ticket published before
                 self.link.publish(topic_for(self.store.store_id, withdrawn[1]), b"", retain=True)
         for cart in out.closed_carts:
-            msg = cart_message(cart, self._header(self.engine.now_ns))
+            msg = cart_message(cart, self._header(data_ns))
             self._publish(msg, retain=True)
             line_ids = {ln.line_id for ln in cart.lines}
             tickets = [t for lines, t in self.tickets.values() if lines & line_ids]
@@ -261,12 +276,14 @@ class EdgeWorker:
         return True
 
     def _feed(self, ready: list[m.Message]) -> None:
-        out = EngineOutput()
         for msg in ready:
             if isinstance(msg, m.WeightBatch):  # kept a while: the evidence of review tickets
                 self.traces.add(msg.shelf_id, msg.plate_ids, msg.t0_ns, msg.period_ns, msg.samples)
-            out.extend(self.engine.handle(msg))
-        self._emit(out)
+            out = self.engine.handle(msg)
+            if out.changed_carts or out.tickets or out.withdrawn_tickets or out.closed_carts:
+                # stamped with the data time of the message that made the change (with shelf lanes
+                # the engine's newest time may be a shared device's, ahead of this shelf)
+                self._emit(out, msg.header.ts_ns)
 
     def open_visits(self) -> int:
         return sum(1 for c in self.engine.carts.values() if c.state != "closed")

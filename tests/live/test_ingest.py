@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from store_edge.live.ingest import Deduplicator, LateMessageError, Reorderer
+from store_edge.live.ingest import Deduplicator, LateMessageError, Reorderer, merge_key
 from store_edge.protocol.messages import CurtainEvent, Header
 
 MS = 1_000_000
@@ -73,3 +75,88 @@ def test_an_expected_device_is_waited_for_at_start_up() -> None:
     r = Reorderer(lag_ns=100 * MS, jitter_ns=20 * MS, expected_devices=["scale-1", "dead-scale"])
     assert r.push(curtain("scale-1", 1, 100)) == []
     assert [m.header.ts_ns // MS for m in r.push(curtain("scale-1", 2, 300))] == [100]  # 300 - jitter
+
+
+LANES = {"scale-A": "A", "curtain-A": "A", "scale-B": "B", "curtain-B": "B"}
+
+
+def times(msgs: list[CurtainEvent]) -> list[tuple[str, int]]:
+    return [(m.header.device_id, m.header.ts_ns // MS) for m in msgs]
+
+
+def test_a_shelf_waits_for_its_own_devices_and_the_shared_ones_not_for_other_shelves() -> None:
+    r = Reorderer(lag_ns=1000 * MS, jitter_ns=20 * MS, lanes=LANES)
+    assert r.push(curtain("scale-B", 1, 40)) == []  # alone: 40 > newest - jitter
+    assert times(r.push(curtain("tracker", 1, 100))) == [("scale-B", 40)]
+    assert r.push(curtain("scale-A", 1, 100)) == []  # the tracker has reported up to 100 only, the jitter 80
+    # the tracker at 150: shelf A's 100 goes on although shelf B's scale has reported up to 40 only
+    assert times(r.push(curtain("tracker", 2, 150))) == [("scale-A", 100), ("tracker", 100)]
+    assert r.push(curtain("curtain-B", 1, 90)) == []  # shelf B's own scale is at 40: its curtain waits
+    assert times(r.push(curtain("scale-B", 2, 140))) == [("curtain-B", 90)]  # in order with the tracker's 100
+    # total order: shelf A's 100 would have waited for shelf B's scale
+    total = Reorderer(lag_ns=1000 * MS, jitter_ns=20 * MS)
+    released: list[CurtainEvent] = []
+    for msg in [curtain("scale-B", 1, 40), curtain("tracker", 1, 100), curtain("scale-A", 1, 100)]:
+        released += total.push(msg)
+    released += total.push(curtain("tracker", 2, 150))
+    assert times(released) == [("scale-B", 40)]
+
+
+def test_a_lane_message_behind_its_lane_and_a_shared_one_behind_any_are_late() -> None:
+    r = Reorderer(lag_ns=1000 * MS, jitter_ns=20 * MS, lanes=LANES)
+    r.push(curtain("tracker", 1, 100))
+    r.push(curtain("scale-A", 1, 100))
+    r.push(curtain("tracker", 2, 200))
+    r.push(curtain("scale-A", 2, 200))
+    with pytest.raises(LateMessageError):
+        r.push(curtain("curtain-A", 1, 90))  # behind what shelf A handed on
+    # shelf B has handed on nothing: not late; the tracker's 100 has gone ahead of it, as shared messages do
+    assert times(r.push(curtain("curtain-B", 1, 90))) == [("curtain-B", 90)]
+    with pytest.raises(LateMessageError):
+        r.push(curtain("gate", 1, 95))  # a shared message behind what any shelf handed on is late
+
+
+def test_a_silent_device_of_a_shelf_holds_its_shelf_for_the_lag_only() -> None:
+    r = Reorderer(lag_ns=300 * MS, jitter_ns=20 * MS, lanes=LANES)
+    r.push(curtain("scale-A", 1, 0))  # shelf A's scale, then nothing more from it
+    assert times(r.push(curtain("curtain-A", 1, 100))) == [("scale-A", 0)]  # the curtain's 100 waits for it
+    assert r.push(curtain("tracker", 1, 250)) == []
+    # the scale has been silent for longer than the lag: shelf A goes on with the tracker
+    assert times(r.push(curtain("tracker", 2, 310))) == [("curtain-A", 100), ("tracker", 250)]
+
+
+@pytest.mark.parametrize("lanes", [True, False])
+@pytest.mark.parametrize("seed", range(10))
+def test_random_arrivals_with_lanes_lose_nothing_and_keep_each_lane_in_order(seed: int, lanes: bool) -> None:
+    rng = random.Random(seed)
+    devices = {"tracker": 100, "gate": 700, "scale-A": 200, "scale-B": 200, "curtain-A": 450, "curtain-B": 600}
+    sent: list[tuple[float, CurtainEvent]] = []
+    for device, every_ms in devices.items():
+        arrival = 0.0
+        for seq in range(40):
+            ts = seq * every_ms + rng.randrange(every_ms // 2)
+            arrival = max(arrival, ts + rng.uniform(2, 60))  # in order per device, as on one connection
+            sent.append((arrival, curtain(device, seq, ts)))
+    sent.sort(key=lambda a: a[0])
+    r = Reorderer(lag_ns=500 * MS, jitter_ns=100 * MS, lanes=LANES if lanes else None)
+    out: list[CurtainEvent] = []
+    accepted = 0
+    for _, msg in sent:
+        try:
+            out += r.push(msg)
+            accepted += 1
+        except LateMessageError:
+            pass
+    out += r.flush()
+    assert len(out) == accepted
+    assert len(r) == 0
+    assert accepted >= 0.95 * len(sent)
+    if not lanes:  # one total order
+        assert [merge_key(m) for m in out] == sorted(merge_key(m) for m in out)
+    position = {merge_key(m): i for i, m in enumerate(out)}
+    shared = [merge_key(m) for m in out if m.header.device_id not in LANES]
+    for lane in ("A", "B"):
+        mine = [merge_key(m) for m in out if LANES.get(m.header.device_id) == lane]
+        assert mine == sorted(mine), f"lane {lane} out of order"
+        for key in mine:  # every shared message before a lane message in time was handed on before it
+            assert all(position[s] < position[key] for s in shared if s < key)
