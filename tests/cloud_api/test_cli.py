@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,10 @@ from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.orm import Session
 
 from cloud_api.cli import main
+from cloud_api.core.config import load_settings
 from cloud_api.db.models import Account, Device, Product, Promotion, Store
+from cloud_api.services import staff_auth
+from cloud_api.services.container import build_container
 from tests.cloud_api.conftest import free_port
 from tests.conftest import DEMO_STORE
 
@@ -81,3 +85,26 @@ def test_serve_starts_migrates_and_answers(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_staff_create_makes_a_console_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("CLOUD_API_DATA_DIR", str(tmp_path))
+    assert main(["seed", "--store", str(DEMO_STORE), "--json"]) == 0
+    seeded = json.loads(capsys.readouterr().out)
+    assert set(seeded["console"]["logins"]) == {"reviewer", "manager", "admin"}
+    password_file = tmp_path / "pw"
+    password_file.write_text("a long enough password\n")
+    create = ["staff", "create", "--id", "ana", "--name", "Ana", "--role", "reviewer", "--store-id", "demo"]
+    assert main([*create, "--email", "ana@example.com", "--password-file", str(password_file)]) == 0
+    assert "API key (shown once" in capsys.readouterr().out
+    assert main([*create, "--password-file", str(password_file)]) == 2  # exists already
+    assert "exists already" in capsys.readouterr().err
+    settings = load_settings()
+    c = build_container(settings)
+    assert staff_auth.login(c, "ana@example.com", "a long enough password").staff.id == "ana"
+    reviewer = seeded["console"]["logins"]["reviewer"]
+    assert staff_auth.login(c, reviewer["login"], reviewer["password"]).staff.role == "reviewer"
+    c.close()
