@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from store_edge.layout.camera import CameraModel
 from store_edge.layout.model import StoreLayout
+from store_edge.vision.appearance import Embedding, appearance_embedding
 from store_edge.vision.floor import FloorProjector
 from store_edge.vision.store_tracker import CameraObservation, FloorTrack, StoreTracker, StoreTrackerParams
 
@@ -64,6 +65,8 @@ class CameraDetection:
     """x1, y1, x2, y2 in the calibration's pixels."""
     confidence: float
     floor: tuple[float, float] | None
+    appearance: Embedding | None = None
+    """The person's look (`appearance.appearance_embedding`)."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ class VisionPipeline:
         self.cameras = {c.id: c for c in store.cameras}
         self.projectors = {c.id: FloorProjector(CameraModel(c)) for c in store.cameras}
         self.trackers: dict[str, Any] = {}
-        self.store_tracker = StoreTracker(tracker_params)
+        self.store_tracker = StoreTracker(tracker_params, entry_lines=[g.line for g in store.gates_of_kind("entry")])
         self.latest: dict[str, CameraResult] = {}
         self.stale_ns = round(stale_s * 1e9)
 
@@ -149,14 +152,15 @@ class VisionPipeline:
             sy = cam.resolution[1] / frame.image.shape[0]
             detections = []
             for row in rows:
-                x1, y1, x2, y2 = float(row[0]) * sx, float(row[1]) * sy, float(row[2]) * sx, float(row[3]) * sy
-                box = (x1, y1, x2, y2)
+                own_box = (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
+                box = (own_box[0] * sx, own_box[1] * sy, own_box[2] * sx, own_box[3] * sy)
                 detections.append(
                     CameraDetection(
                         track_id=int(row[4]),
                         box=box,
                         confidence=float(min(max(row[5], 0.0), 1.0)),
                         floor=self.projectors[frame.camera_id].floor_point(box),
+                        appearance=appearance_embedding(frame.image, own_box),
                     )
                 )
             res = CameraResult(frame.camera_id, frame.t_ns, detections)
@@ -167,7 +171,7 @@ class VisionPipeline:
     def tick(self, t_ns: int) -> list[FloorTrack]:
         """Store-level tracks at `t_ns` from each camera's latest result (if recent enough)."""
         observations = [
-            CameraObservation(r.camera_id, d.track_id, d.floor[0], d.floor[1], d.confidence)
+            CameraObservation(r.camera_id, d.track_id, d.floor[0], d.floor[1], d.confidence, d.appearance)
             for r in self.latest.values()
             if t_ns - r.t_ns <= self.stale_ns
             for d in r.detections

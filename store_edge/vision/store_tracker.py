@@ -22,10 +22,13 @@ Pure: no clocks or I/O; time comes from the caller.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from store_edge.vision.appearance import Embedding, cosine
 
 NS = 1_000_000_000
 
@@ -40,6 +43,8 @@ class CameraObservation:
     x: float
     y: float
     confidence: float = 1.0
+    appearance: Embedding | None = None
+    """The person's look in this frame, if the camera could tell (`appearance.appearance_embedding`)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class FloorTrack:
     y: float
     confidence: float
     cameras: tuple[str, ...]
+    appearance: Embedding | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,24 @@ class StoreTrackerParams:
     merge_ticks: int = 5
     velocity_smoothing: float = 0.3
     """Weight of the newest velocity estimate (the rest is the previous one)."""
+    look_frames: int = 3
+    """Clean observations (nobody else near in that camera) before a track's look is trusted."""
+    look_keep: int = 40
+    """Clean observations a look is averaged over; then it stays fixed, so a camera tracker that later
+    follows somebody else under the same id is told by their different look."""
+    clean_m: float = 0.7
+    """An observation with another of the same camera this close may have the neighbour in its crop."""
+    look_break: float = 0.55
+    """A linked camera track whose look is less like its store track's than this has switched people."""
+    look_min: float = 0.6
+    """A store track unseen for `refind_after_s` is re-found only by an observation at least this alike."""
+    look_weight_m: float = 2.0
+    """How much unlikeness counts in assignment: metres per unit of (1 - cosine)."""
+    refind_after_s: float = 0.6
+    entry_zone_m: float = 0.6
+    """An observation this close to an entry gate joins no store track last seen farther from it: a
+    person stepping through the turnstile is somebody new (the fusion binds them to the scan), never
+    a lost shopper found again."""
 
 
 @dataclass
@@ -87,6 +111,13 @@ class _Track:
     cameras: tuple[str, ...] = ()
     near: dict[str, int] = field(default_factory=dict)
     """Other track id -> consecutive ticks close to it with no camera seeing both."""
+    look_sum: np.ndarray | None = None
+    look_count: int = 0
+    appearance: Embedding | None = None
+    """This tick's look (the mean of its observations'), published with the track."""
+
+    def look(self, min_count: int) -> np.ndarray | None:
+        return self.look_sum if self.look_count >= min_count else None
 
     def predicted(self, t_ns: int) -> tuple[float, float]:
         # a person keeps walking only so far: extrapolate at most one second
@@ -95,12 +126,21 @@ class _Track:
 
 
 class StoreTracker:
-    def __init__(self, params: StoreTrackerParams | None = None, id_prefix: str = "v") -> None:
+    def __init__(
+        self,
+        params: StoreTrackerParams | None = None,
+        id_prefix: str = "v",
+        entry_lines: Sequence[tuple[tuple[float, float], tuple[float, float]]] = (),
+    ) -> None:
+        """`entry_lines`: the floor lines of the store's entry gates (`Gate.line`)."""
         self.params = params or StoreTrackerParams()
         self.id_prefix = id_prefix
+        self.entry_lines = list(entry_lines)
         self.tracks: dict[str, _Track] = {}
         self.links: dict[tuple[str, int], str] = {}
         """(camera, camera track id) -> store track id."""
+        self.link_seen_ns: dict[tuple[str, int], int] = {}
+        """(camera, camera track id) -> when it was last observed."""
         self._next_id = 1
         self.merged: list[tuple[int, str, str]] = []
         """(t ns, kept id, folded id) for every merge (duplicates of one person)."""
@@ -109,27 +149,60 @@ class StoreTracker:
         unseen_s = max(t_ns - track.last_ns, 0) / NS
         return min(self.params.match_m + self.params.walk_m_s * unseen_s, self.params.max_gate_m)
 
+    def _at_entry(self, x: float, y: float) -> bool:
+        return any(_distance_to_segment((x, y), a, b) <= self.params.entry_zone_m for a, b in self.entry_lines)
+
+    def _likeness(self, track: _Track, obs: CameraObservation) -> float | None:
+        """Cosine of the observation's look with the track's, when both are known."""
+        look = track.look(self.params.look_frames)
+        if look is None or obs.appearance is None:
+            return None
+        return cosine(tuple(look), obs.appearance)
+
+    def _may_join(self, track: _Track, obs: CameraObservation, t_ns: int) -> bool:
+        """Whether an unlinked observation may continue `track` at all (before distances are compared)."""
+        p = self.params
+        if self._at_entry(obs.x, obs.y) and not self._at_entry(track.x, track.y):
+            return False  # somebody coming in, not a shopper found again
+        if t_ns - track.last_ns >= p.refind_after_s * NS:
+            like = self._likeness(track, obs)
+            if like is not None and like < p.look_min:
+                return False  # unseen a while: only somebody who looks like them is them
+        return True
+
     def step(self, t_ns: int, observations: list[CameraObservation]) -> list[FloorTrack]:
         """One tick: the latest observation of every camera track (one frame per camera). Returns the
         confirmed store tracks seen at this tick."""
         p = self.params
         assigned: dict[str, list[CameraObservation]] = {}
 
-        # 1. camera tracks that already follow a store track
+        # 1. camera tracks that already follow a store track, unless they jumped or changed looks
         unlinked: list[CameraObservation] = []
         for obs in observations:
             key = (obs.camera_id, obs.track_id)
             tid = self.links.get(key)
             track = self.tracks.get(tid) if tid is not None else None
-            if track is not None:
+            # a camera track back after a gap may be the camera tracker re-using a lost id for somebody
+            # else in the same spot: it joins again like a new camera track would
+            continuous = t_ns - self.link_seen_ns.get(key, t_ns) < p.refind_after_s * NS
+            self.link_seen_ns[key] = t_ns
+            if track is not None and continuous:
                 ex, ey = track.predicted(t_ns)
-                if math.hypot(obs.x - ex, obs.y - ey) <= p.link_break_m + p.walk_m_s * (t_ns - track.last_ns) / NS:
+                reach = p.link_break_m + p.walk_m_s * (t_ns - track.last_ns) / NS
+                like = self._likeness(track, obs)
+                entering = self._at_entry(obs.x, obs.y) and not self._at_entry(track.x, track.y)
+                if (
+                    math.hypot(obs.x - ex, obs.y - ey) <= reach
+                    and (like is None or like >= p.look_break)
+                    and not entering
+                ):
                     assigned.setdefault(track.track_id, []).append(obs)
                     continue
             self.links.pop(key, None)
             unlinked.append(obs)
 
-        # 2. hand-over and re-finding: unlinked camera tracks to store tracks, one per camera per track
+        # 2. hand-over and re-finding: unlinked camera tracks to store tracks, one per camera per track,
+        # at least cost in floor distance plus unlikeness
         for _ in range(4):  # a track may gain one camera per round
             if not unlinked or not self.tracks:
                 break
@@ -145,11 +218,13 @@ class StoreTracker:
             cost = np.full((len(unlinked), len(ids)), big)
             for i, obs in enumerate(unlinked):
                 for j, tid in enumerate(ids):
+                    track = self.tracks[tid]
                     if any(o.camera_id == obs.camera_id for o in assigned.get(tid, [])):
                         continue
                     d = math.hypot(obs.x - where[j][0], obs.y - where[j][1])
-                    if d <= self._gate(self.tracks[tid], t_ns):
-                        cost[i, j] = d
+                    if d <= self._gate(track, t_ns) and self._may_join(track, obs, t_ns):
+                        like = self._likeness(track, obs)
+                        cost[i, j] = d + (p.look_weight_m * (1.0 - like) if like is not None else 0.0)
             rows, cols = linear_sum_assignment(cost)
             taken = [(int(i), int(j)) for i, j in zip(rows, cols, strict=True) if cost[i, j] < big]
             if not taken:
@@ -187,6 +262,7 @@ class StoreTracker:
                 self.links[(obs.camera_id, obs.track_id)] = tid
 
         # 4. update what was seen
+        crowded = _crowded(observations, p.clean_m)
         for tid, seen in assigned.items():
             track = self.tracks[tid]
             x, y = _mean(seen)
@@ -202,11 +278,18 @@ class StoreTracker:
             track.hits += 1
             track.confidence = max(o.confidence for o in seen)
             track.cameras = tuple(sorted({o.camera_id for o in seen}))
+            looks = [o.appearance for o in seen if o.appearance is not None]
+            track.appearance = _unit_mean(looks) if looks else None
+            for o in seen:
+                if o.appearance is not None and id(o) not in crowded and track.look_count < p.look_keep:
+                    vec = np.asarray(o.appearance)
+                    track.look_sum = vec if track.look_sum is None else track.look_sum + vec
+                    track.look_count += 1
 
         self._merge_duplicates(t_ns, assigned)
         self._end_lost(t_ns)
         out = [
-            FloorTrack(t.track_id, t.x, t.y, t.confidence, t.cameras)
+            FloorTrack(t.track_id, t.x, t.y, t.confidence, t.cameras, t.appearance)
             for t in self.tracks.values()
             if t.last_ns == t_ns and t.hits >= p.min_hits
         ]
@@ -248,6 +331,31 @@ class StoreTracker:
             del self.tracks[tid]
         if ended:
             self.links = {k: v for k, v in self.links.items() if v not in ended}
+        # camera tracks long gone: forget them (their ids may come back, and join anew)
+        self.link_seen_ns = {k: v for k, v in self.link_seen_ns.items() if t_ns - v <= limit}
+
+
+def _crowded(observations: list[CameraObservation], within_m: float) -> set[int]:
+    """Ids (`id()`) of observations with another of the same camera within `within_m`."""
+    out: set[int] = set()
+    for i, a in enumerate(observations):
+        for b in observations[i + 1 :]:
+            if a.camera_id == b.camera_id and math.hypot(a.x - b.x, a.y - b.y) < within_m:
+                out |= {id(a), id(b)}
+    return out
+
+
+def _unit_mean(looks: list[Embedding]) -> Embedding:
+    total = np.sum(np.asarray(looks), axis=0)
+    norm = float(np.linalg.norm(total))
+    return tuple(float(v) for v in (total / norm if norm > 0 else total))
+
+
+def _distance_to_segment(p: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    seg2 = dx * dx + dy * dy
+    t = 0.0 if seg2 == 0 else max(0.0, min(1.0, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / seg2))
+    return math.hypot(p[0] - (a[0] + t * dx), p[1] - (a[1] + t * dy))
 
 
 def _mean(observations: list[CameraObservation]) -> tuple[float, float]:

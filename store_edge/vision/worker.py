@@ -109,7 +109,13 @@ class VisionOutput:
         return m.ShopperTracks(
             header=self.headers.next(t_ns),
             tracks=[
-                m.ShopperTrack(track_id=t.track_id, x=round(t.x, 3), y=round(t.y, 3), confidence=round(t.confidence, 3))
+                m.ShopperTrack(
+                    track_id=t.track_id,
+                    x=round(t.x, 3),
+                    y=round(t.y, 3),
+                    confidence=round(t.confidence, 3),
+                    appearance=[round(v, 4) for v in t.appearance] if t.appearance is not None else None,
+                )
                 for t in tracks
             ],
         )
