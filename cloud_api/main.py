@@ -13,6 +13,7 @@ from cloud_api.api import errors
 from cloud_api.api.routes import edge, gates, receipts, shoppers, staff
 from cloud_api.console import routes as console
 from cloud_api.core.config import Settings, load_settings
+from cloud_api.core.ratelimit import RateLimits
 from cloud_api.services.container import Container, build_container
 from cloud_api.services.worker import Sweeper
 
@@ -45,6 +46,7 @@ def create_app(
     )
     app.state.container = c
     errors.install(app)
+    app.add_middleware(RateLimits, settings=c.settings)
     for module in (gates, edge, shoppers, receipts, staff):
         app.include_router(module.router)
     console.install(app)  # the staff review console's pages (/console/)

@@ -78,6 +78,15 @@ class Settings:
     auto_refund_limit: Decimal = Decimal("5.00")
     auto_refunds_per_30_days: int = 3
     sweep_interval_s: float = 5.0
+    # limits per caller (cloud_api/core/ratelimit.py): 401 answers per client address, forged or malformed
+    # entry codes per gate device, and the largest request body (a cart with its review evidence fits)
+    auth_failure_burst: int = 20
+    auth_failures_per_minute: float = 10.0
+    bad_code_burst: int = 10
+    bad_codes_per_minute: float = 20.0
+    max_body_bytes: int = 4 * 1024 * 1024
+    trust_forwarded_for: bool = False
+    """Behind the TLS reverse proxy: the client address is the first of X-Forwarded-For."""
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -111,4 +120,10 @@ def load_settings() -> Settings:
         smtp_ca_file=_env("CLOUD_API_SMTP_CA_FILE"),
         webhook_url=_env("CLOUD_API_WEBHOOK_URL"),
         auto_refund_limit=Decimal(_env("CLOUD_API_AUTO_REFUND_LIMIT", "5.00") or "5.00"),
+        auth_failure_burst=int(_env("CLOUD_API_AUTH_FAILURE_BURST", "20") or 20),
+        auth_failures_per_minute=float(_env("CLOUD_API_AUTH_FAILURES_PER_MINUTE", "10") or 10),
+        bad_code_burst=int(_env("CLOUD_API_BAD_CODE_BURST", "10") or 10),
+        bad_codes_per_minute=float(_env("CLOUD_API_BAD_CODES_PER_MINUTE", "20") or 20),
+        max_body_bytes=int(_env("CLOUD_API_MAX_BODY_BYTES", str(4 * 1024 * 1024)) or 4 * 1024 * 1024),
+        trust_forwarded_for=(_env("CLOUD_API_TRUST_FORWARDED_FOR", "0") or "0").lower() in ("1", "true", "yes"),
     )
