@@ -133,7 +133,16 @@ def curtain_stuck_on(shelf_id: str) -> Fault:
 
 
 CASES = [
-    pytest.param("clock skew ±0.2 s", skewed_clocks(0.2, seed=1), id="clock-skew-0.2s"),
+    pytest.param(
+        "clock skew ±0.2 s",
+        skewed_clocks(0.2, seed=1),
+        id="clock-skew-0.2s",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="finding: passed before the per-shelf merge (b10d73a); since, a gate's scan, decision and "
+            "passage 0.2 s behind a shelf already handed on are dead-lettered as late and the visit is lost",
+        ),
+    ),
     pytest.param(
         "clock skew ±2 s",
         skewed_clocks(2.0, seed=1),
