@@ -142,7 +142,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     ap.add_argument("--store", default="demo", choices=["demo", "hard"])
-    ap.add_argument("--shoppers", type=int, default=5)
+    ap.add_argument("--shoppers", type=int, nargs="+", default=[1, 3, 5, 8], help="one scenario per count")
     ap.add_argument("--minutes", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--frame-fps", type=float, default=4.0, help="rendered frames per second per camera")
@@ -151,7 +151,7 @@ def main() -> None:
     ap.add_argument("--skip-speed", action="store_true")
     args = ap.parse_args()
     if args.quick:
-        args.minutes, args.shoppers, args.speed_frames = 1.0, 3, 20
+        args.minutes, args.shoppers, args.speed_frames = 1.0, [3], 20
     weights = Path(args.weights)
     store = load_store(ROOT / "sample_data" / "stores" / f"{args.store}.yaml")
     lines = [f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}; load {os.getloadavg()}"]
@@ -171,13 +171,34 @@ def main() -> None:
         else:
             speed_rows.append("| detector, GPU | - | no GPU on this machine |")
 
+    print("\n".join(lines))
+    print()
+    if speed_rows:
+        print("| what | imgsz | speed |\n|---|---|---|")
+        print("\n".join(speed_rows))
+        print()
+    rows = []
+    for shoppers in args.shoppers:
+        rows += scenario_rows(store, args.store, weights, shoppers, args.minutes, args.seed, args.frame_fps)
+    print(
+        "| shoppers | tracks from | MOTA | IDF1 | ID switches | tracks / people | mean error | bound to right visit "
+        "| item F1 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+def scenario_rows(
+    store: StoreLayout, store_name: str, weights: Path, shoppers: int, minutes: float, seed: int, frame_fps: float
+) -> list[str]:
+    """One random scenario with rendered frames: the vision path's tracks against the simulator's."""
     with tempfile.TemporaryDirectory() as tmp:
         sim_path = Path(tmp) / "sim.mcap"
         vis_path = Path(tmp) / "vision.mcap"
         bare_path = Path(tmp) / "bare.mcap"
-        scenario = random_scenario(store, args.shoppers, args.minutes, args.seed)
+        scenario = random_scenario(store, shoppers, minutes, seed)
         t0 = time.perf_counter()
-        simulate(store, scenario, sim_path, frames=True, frame_fps=args.frame_fps, progress=True)
+        simulate(store, scenario, sim_path, frames=True, frame_fps=frame_fps, progress=True)
         render_s = time.perf_counter() - t0
         pipeline = VisionPipeline(
             store_from_recording(sim_path), DetectorConfig(weights=weights, device=None, imgsz=320)
@@ -185,42 +206,27 @@ def main() -> None:
         t0 = time.perf_counter()
         vision_recording(pipeline, sim_path, vis_path, progress=True)
         vision_s = time.perf_counter() - t0
-        n_frames = int(scenario.duration_s * args.frame_fps) * len(store.cameras)
+        n_frames = int(scenario.duration_s * frame_fps) * len(store.cameras)
         without_hands_and_looks(sim_path, bare_path)
-        sim_track, sim_bind, _ = tracking_and_binding(sim_path, store)
-        bare_track, bare_bind, _ = tracking_and_binding(bare_path, store)
-        vis_track, vis_bind, _ = tracking_and_binding(vis_path, store)
-        ev_sim = evaluate(sim_path)
-        ev_vis = evaluate(vis_path)
-        ev_bare = evaluate(bare_path)
-
-    lines.append(
-        f"scenario: {scenario.name} in the {args.store} store, {len(store.cameras)} cameras at "
-        f"{args.frame_fps:g} frames/s = {n_frames} frames (rendered in {render_s:.0f} s; vision path "
-        f"{vision_s:.0f} s = {n_frames / vision_s:.1f} frames/s on {torch.get_num_threads()} threads)"
-    )
-    print("\n".join(lines))
-    print()
-    if speed_rows:
-        print("| what | imgsz | speed |\n|---|---|---|")
-        print("\n".join(speed_rows))
-        print()
-    print("| tracks from | MOTA | IDF1 | ID switches | tracks / people | mean error | bound to right visit | item F1 |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, tr, bind, ev in (
-        ("simulator's tracker (positions, hands, looks)", sim_track, sim_bind, ev_sim),
-        ("simulator's tracker, positions only", bare_track, bare_bind, ev_bare),
-        ("vision path", vis_track, vis_bind, ev_vis),
-    ):
-        print(
-            f"| {name} | {tr.mota:.3f} | {tr.idf1:.3f} | {tr.id_switches} | {tr.track_ids} / {tr.truth_ids} | "
-            f"{tr.mean_error_m:.2f} m | {bind:.1%} | {ev.items.f1:.3f} ({ev.items.actual} items) |"
-        )
-    print()
+        results = [
+            (name, *tracking_and_binding(path, store)[:2], evaluate(path))
+            for name, path in (
+                ("simulator's tracker (positions, hands, looks)", sim_path),
+                ("simulator's tracker, positions only", bare_path),
+                ("vision path", vis_path),
+            )
+        ]
     print(
-        f"item F1, vision minus simulated tracks: {ev_vis.items.f1 - ev_sim.items.f1:+.3f} "
-        f"(positions only: {ev_vis.items.f1 - ev_bare.items.f1:+.3f})"
+        f"scenario: {scenario.name} in the {store_name} store, {len(store.cameras)} cameras at "
+        f"{frame_fps:g} frames/s = {n_frames} frames (rendered in {render_s:.0f} s; vision path "
+        f"{vision_s:.0f} s = {n_frames / vision_s:.1f} frames/s on {torch.get_num_threads()} threads)",
+        flush=True,
     )
+    return [
+        f"| {shoppers} | {name} | {tr.mota:.3f} | {tr.idf1:.3f} | {tr.id_switches} | {tr.track_ids} / {tr.truth_ids} "
+        f"| {tr.mean_error_m:.2f} m | {bind:.1%} | {ev.items.f1:.3f} ({ev.items.actual} items) |"
+        for name, tr, bind, ev in results
+    ]
 
 
 if __name__ == "__main__":

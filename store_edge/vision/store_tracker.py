@@ -200,6 +200,20 @@ class StoreTracker:
                     continue
             self.links.pop(key, None)
             unlinked.append(obs)
+        # cameras linked to one track must agree on where that person is: when one shopper steps into
+        # the spot another just left, a camera may follow the newcomer under the old id. The camera
+        # nearest the track's expected position keeps the link; those far from it join anew.
+        for tid, linked in list(assigned.items()):
+            if len(linked) < 2:
+                continue
+            ex, ey = self.tracks[tid].predicted(t_ns)
+            anchor = min(linked, key=lambda o: math.hypot(o.x - ex, o.y - ey))
+            kept = [o for o in linked if math.hypot(o.x - anchor.x, o.y - anchor.y) <= p.same_person_m]
+            for obs in linked:
+                if all(obs is not k for k in kept):
+                    self.links.pop((obs.camera_id, obs.track_id), None)
+                    unlinked.append(obs)
+            assigned[tid] = kept
 
         # 2. hand-over and re-finding: unlinked camera tracks to store tracks, one per camera per track,
         # at least cost in floor distance plus unlikeness
@@ -222,7 +236,9 @@ class StoreTracker:
                     if any(o.camera_id == obs.camera_id for o in assigned.get(tid, [])):
                         continue
                     d = math.hypot(obs.x - where[j][0], obs.y - where[j][1])
-                    if d <= self._gate(track, t_ns) and self._may_join(track, obs, t_ns):
+                    # seen by another camera this tick: this camera must agree with it
+                    gate = p.same_person_m if assigned.get(tid) else self._gate(track, t_ns)
+                    if d <= gate and self._may_join(track, obs, t_ns):
                         like = self._likeness(track, obs)
                         cost[i, j] = d + (p.look_weight_m * (1.0 - like) if like is not None else 0.0)
             rows, cols = linear_sum_assignment(cost)
