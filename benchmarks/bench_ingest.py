@@ -447,6 +447,9 @@ def publish_and_measure(
     pids = {"worker": worker_pid} | ({"broker": private.proc.pid} if private else {})
     cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
     go_at.value = time.monotonic_ns() + NS // 2  # CLOCK_MONOTONIC is the same in every process
+    # the load's data times start at start_ns, not now: what the worker's input age gauge reads beyond
+    # this offset is how far behind it is
+    data_clock_offset_s = (time.time_ns() + NS // 2 - jobs[0].start_ns) / NS
     time.sleep(0.5)
     started = time.monotonic()
     age_max = 0.0
@@ -455,10 +458,10 @@ def publish_and_measure(
         try:
             reports.append(results.get(timeout=1.0))
         except queue.Empty:  # still publishing
-            age_max = max(age_max, metric(health, "edge_input_age_seconds"))
+            age_max = max(age_max, metric(health, "edge_input_age_seconds") - data_clock_offset_s)
     publish_s = time.monotonic() - started
     during = metric(health, *HANDLED) - before
-    age_end = metric(health, "edge_input_age_seconds")
+    age_end = metric(health, "edge_input_age_seconds") - data_clock_offset_s
     cpu = {k: cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
     cpu["publishers"] = sum(r.cpu_s for r in reports)
     load1 = os.getloadavg()[0]
@@ -524,7 +527,7 @@ def print_table(args: argparse.Namespace, shelves: int, plates: int, broker: Bro
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(
         f"| {shelves:,} | {plates:,} | {r.publish_s:.0f} | {rate:,.0f} | {r.plate_samples_per_s:,.0f} | "
-        f"{r.taken_in_during / r.inputs:.0%} | {r.age_max:.1f} / {r.age_end:.1f} s | {r.drain_s:.1f} s | "
+        f"{r.taken_in_during / r.inputs:.0%} | {r.age_max:.2f} / {r.age_end:.2f} s | {r.drain_s:.1f} s | "
         f"{r.lost:,.0f} | {len(lat)} | {pct(0.5)} | {pct(0.99)} | {(lat[-1] if lat else 0):.0f} |"
     )
     if r.taken_in < r.inputs:

@@ -231,7 +231,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from store_edge.layout.loader import load_store
     from store_edge.live.mqtt import EmbeddedBroker, parse_broker_url
-    from store_edge.live.worker import RunningWorker, WorkerConfig
+    from store_edge.live.worker import RunningWorker, WorkerConfig, tune_garbage_collection
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = load_store(args.store)
@@ -252,6 +252,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"store-edge run: store {store.store_id} on {address.url}; state in {args.state_dir}", file=sys.stderr)
     cloud_key = _secret(args.cloud_key_file, "CLOUD_API_KEY")
     running = RunningWorker(store, address, args.cloud, config, args.health_port, cloud_key).start()
+    tune_garbage_collection()
     try:
         stop.wait()
     finally:

@@ -150,11 +150,14 @@ class Reorderer:
         if ts > self._device_newest.get(device, -1):
             self._device_newest[device] = ts
             self._progressed(device, ts)
-        out = self._release_shared(self.watermark_ns())
+        # computed once per message: the merge runs for every message of every scale
+        floor = self.newest_ns - self.lag_ns
+        shared = self._shared_watermark(floor)
+        out = self._pop(None, shared)
         if lane is not None:
-            out += self._release_lane(lane)
+            out += self._release_lane(lane, shared, floor)
         if self._lane_of:
-            out += self._release_lanes()
+            out += self._release_lanes(shared, floor)
         if len(out) > 1:
             out.sort(key=merge_key)
         return out
@@ -175,23 +178,29 @@ class Reorderer:
     def watermark_ns(self) -> int:
         """Shared messages at or before this time are handed on (all messages, without lanes)."""
         assert self.newest_ns is not None
-        floor = self.newest_ns - self.lag_ns
-        slowest = self._slowest(None, floor)
-        limit = self.newest_ns - self.jitter_ns
-        return max(floor, limit if slowest is None else min(slowest, limit))
+        return self._shared_watermark(self.newest_ns - self.lag_ns)
 
     def lane_watermark_ns(self, lane: str) -> int:
         """A lane's messages at or before this time are handed on: the shared watermark, held back by
         the lane's own devices."""
         assert self.newest_ns is not None
         floor = self.newest_ns - self.lag_ns
-        shared = self.watermark_ns()
         own = self._slowest(lane, floor)
+        return self._lane_watermark(self._shared_watermark(floor), own, floor)
+
+    def _shared_watermark(self, floor: int) -> int:
+        assert self.newest_ns is not None
+        slowest = self._slowest(None, floor)
+        limit = self.newest_ns - self.jitter_ns
+        return max(floor, limit if slowest is None else min(slowest, limit))
+
+    @staticmethod
+    def _lane_watermark(shared: int, own: int | None, floor: int) -> int:
         return max(floor, shared if own is None else min(shared, own))
 
     def flush(self) -> list[Message]:
         """Everything buffered: the inputs have gone quiet, nothing more is in flight."""
-        out = self._release_shared(None)
+        out = self._pop(None, None)
         for lane in [lane for lane in self._heaps if lane is not None]:
             out += self._pop(lane, None)
         self._queued.clear()
@@ -213,19 +222,15 @@ class Reorderer:
                 self._lane_released[lane] = last
         return out
 
-    def _release_shared(self, watermark_ns: int | None) -> list[Message]:
-        return self._pop(None, watermark_ns)
-
-    def _release_lane(self, lane: str) -> list[Message]:
+    def _release_lane(self, lane: str, shared: int, floor: int) -> list[Message]:
         """Hand on what the lane's watermark passed; file the lane by what its oldest message waits for."""
-        out = self._pop(lane, self.lane_watermark_ns(lane))
+        own = self._slowest(lane, floor)
+        out = self._pop(lane, self._lane_watermark(shared, own, floor))
         heap = self._heaps[lane]
         if not heap:
             self._queued.pop(lane, None)
             return out
         head = heap[0][0][0]
-        assert self.newest_ns is not None
-        own = self._slowest(lane, self.newest_ns - self.lag_ns)
         # held by a device of its own: looked at again when that device speaks or falls silent for the lag
         filed = (True, own) if own is not None and head > own else (False, head)
         if self._queued.get(lane) != filed:
@@ -233,12 +238,9 @@ class Reorderer:
             heapq.heappush(self._held if filed[0] else self._open, (filed[1], lane))
         return out
 
-    def _release_lanes(self) -> list[Message]:
+    def _release_lanes(self, shared: int, floor: int) -> list[Message]:
         """Lanes waiting only for the shared watermark, up to it; lanes held by a device of their own,
         once that device has been silent for the lag."""
-        assert self.newest_ns is not None
-        shared = self.watermark_ns()
-        floor = self.newest_ns - self.lag_ns
         out: list[Message] = []
         # (a device whose newest message is older than the floor is silent: it holds nothing up)
         for heap, held, limit in ((self._open, False, shared + 1), (self._held, True, floor)):
@@ -246,7 +248,7 @@ class Reorderer:
                 head, lane = heapq.heappop(heap)
                 if self._queued.get(lane) == (held, head):
                     del self._queued[lane]
-                    out += self._release_lane(lane)
+                    out += self._release_lane(lane, shared, floor)
         return out
 
     @property
