@@ -248,13 +248,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         worker_id=args.worker_id,
         snapshot_every_s=args.snapshot_every,
         merge=args.merge,
+        input_process=args.input_process,
     )
     print(f"store-edge run: store {store.store_id} on {address.url}; state in {args.state_dir}", file=sys.stderr)
     cloud_key = _secret(args.cloud_key_file, "CLOUD_API_KEY")
     running = RunningWorker(store, address, args.cloud, config, args.health_port, cloud_key).start()
     tune_garbage_collection()
     try:
-        stop.wait()
+        while not stop.wait(1.0):
+            if running.failed:
+                return 1  # the input process has gone: exit so that the service manager restarts us
     finally:
         running.stop()
         if embedded:
@@ -462,6 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="shelf",
         help="shelf: each shelf's devices merged with the tracker and gates only (default, lower latency); "
         "total: all devices in one timestamp order",
+    )
+    run.add_argument(
+        "--input-process",
+        action="store_true",
+        help="receive, journal and acknowledge in a second process (more throughput on two or more cores)",
     )
     run.add_argument("--health-port", type=int, default=9108, help="/healthz and /metrics on 127.0.0.1")
     run.add_argument(

@@ -36,6 +36,7 @@ from store_edge.fusion.evidence import WeightTraceBuffer, ticket_evidence
 from store_edge.layout.model import StoreLayout
 from store_edge.live.cloud import CloudSender
 from store_edge.live.ingest import Deduplicator, LateMessageError, Reorderer
+from store_edge.live.input_process import InputProcess
 from store_edge.live.mqtt import BrokerAddress, MqttLink
 from store_edge.live.state import Journal, Outbox
 from store_edge.protocol import messages as m
@@ -60,6 +61,9 @@ class WorkerConfig:
     snapshot_every_s: float = 300.0
     """How often the worker's state is saved and the journal rows it includes are deleted."""
     worker_id: str | None = None
+    input_process: bool = False
+    """Receive, journal and acknowledge in a child process (`store_edge.live.input_process`), so the
+    engine does not share one interpreter lock with the MQTT client and the journal."""
     merge: Literal["shelf", "total"] = "shelf"
     """"shelf": each shelf's scale and curtain are merged with the shared devices (tracker, gates) only,
     so a shelf's event waits for them and not for the slowest of the store's scales (lower latency);
@@ -378,17 +382,20 @@ class EdgeWorker:
         """paho's network thread: queue and return."""
         self.inbox.put((topic, payload, mid))
 
-    def start(self, sender: CloudSender | None = None) -> None:
+    def start(self, sender: CloudSender | None = None, journal_thread: bool = True) -> None:
+        """`journal_thread`: False where another process journals the input (`InputProcess`)."""
         self.sender = sender
         self.recover()
         if sender is not None:
             sender.start()
-        self._journal_thread.start()
+        if journal_thread:
+            self._journal_thread.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._journal_thread.join(timeout=10)
+        if self._journal_thread.is_alive():
+            self._journal_thread.join(timeout=10)
         self._thread.join(timeout=10)
         if self.sender is not None:
             self.sender.stop()
@@ -519,30 +526,48 @@ class RunningWorker:
     ) -> None:
         self.worker = worker = EdgeWorker(store, config)
         offline = worker.status_message("offline")
-        self.link = MqttLink(
-            broker,
-            client_id=worker.worker_id,
-            on_message=worker.enqueue,
-            subscriptions=(subscription(store.store_id),),
-            will=(topic_for(store.store_id, offline), encode(offline)),
-            persistent_session=True,  # the broker queues QoS 1 input while the worker restarts
-            manual_ack=True,
-        )
+        subscriptions = (subscription(store.store_id),)
+        will = (topic_for(store.store_id, offline), encode(offline))
+        self.input: InputProcess | None = None
+        if config.input_process:
+            # the child holds the worker's session; this process only publishes, on a session of its own
+            self.input = InputProcess(broker, worker.worker_id, subscriptions, will, worker.journal, worker.work)
+            self.link = MqttLink(broker, client_id=f"{worker.worker_id}-out")
+        else:
+            self.link = MqttLink(
+                broker,
+                client_id=worker.worker_id,
+                on_message=worker.enqueue,
+                subscriptions=subscriptions,
+                will=will,
+                persistent_session=True,  # the broker queues QoS 1 input while the worker restarts
+                manual_ack=True,
+            )
         worker.link = self.link
         self.sender = CloudSender(worker.outbox, cloud_url, cloud_key) if cloud_url else None
         self.health = HealthServer(worker, "127.0.0.1", health_port) if health_port is not None else None
 
     def start(self, wait_s: float = 10.0) -> RunningWorker:
-        self.worker.start(self.sender)
+        self.worker.start(self.sender, journal_thread=self.input is None)
         self.link.start(wait_s)
-        self.link.subscribed.wait(wait_s)
+        if self.input is not None:
+            self.input.start(self.worker._handled_id, wait_s)  # after recovery: it read the journal so far
+        else:
+            self.link.subscribed.wait(wait_s)
         self.worker._publish(self.worker.status_message("online"), retain=True)
         if self.health is not None:
             self.health.start()
         return self
 
+    @property
+    def failed(self) -> bool:
+        """The input process has ended on its own: this worker takes no more input and should exit."""
+        return self.input is not None and self.input.ended.is_set()
+
     def stop(self) -> None:
         self.worker._publish(self.worker.status_message("offline"), retain=True)
+        if self.input is not None:
+            self.input.stop()
         self.worker.stop()
         self.link.stop()
         if self.health is not None:

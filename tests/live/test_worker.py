@@ -67,9 +67,17 @@ def start_worker(
     started: list[RunningWorker] = []
 
     def start(
-        cloud: str | None = None, address: BrokerAddress | None = None, cloud_key: str | None = None
+        cloud: str | None = None,
+        address: BrokerAddress | None = None,
+        cloud_key: str | None = None,
+        input_process: bool = False,
     ) -> RunningWorker:
-        config = WorkerConfig(state_dir=tmp_path / "state", lag_s=2.0, worker_id=f"edge-test-{uuid.uuid4().hex[:8]}")
+        config = WorkerConfig(
+            state_dir=tmp_path / "state",
+            lag_s=2.0,
+            worker_id=f"edge-test-{uuid.uuid4().hex[:8]}",
+            input_process=input_process,
+        )
         running = RunningWorker(demo_store, address or broker, cloud, config, cloud_key=cloud_key).start()
         started.append(running)
         return running
@@ -79,10 +87,14 @@ def start_worker(
         r.stop()
 
 
+@pytest.mark.parametrize("input_process", [False, True], ids=["one-process", "input-process"])
 def test_replay_into_the_live_worker_gives_the_offline_carts(
-    start_worker: Callable[..., RunningWorker], broker: BrokerAddress, offline_receipts: dict[str, Counter[str]]
+    start_worker: Callable[..., RunningWorker],
+    broker: BrokerAddress,
+    offline_receipts: dict[str, Counter[str]],
+    input_process: bool,
 ) -> None:
-    running = start_worker()
+    running = start_worker(input_process=input_process)
     # 10x the recorded pace (~1,200 messages/s); a flood faster than the worker drains overflows the
     # broker's per-client queue (Mosquitto drops beyond max_queued_messages), which the gap count shows
     sent = replay(RECORDING, broker, speed=10, progress=False)
@@ -93,6 +105,14 @@ def test_replay_into_the_live_worker_gives_the_offline_carts(
     assert any(live.values())
     assert running.worker.metrics.duplicates._value.get() == 0
     assert running.worker.metrics.sequence_gaps._value.get() == 0  # the broker dropped nothing
+
+
+def test_a_worker_whose_input_process_ends_says_so(start_worker: Callable[..., RunningWorker]) -> None:
+    running = start_worker(input_process=True)
+    assert running.input is not None
+    assert not running.failed
+    running.input.process.kill()
+    wait_for(lambda: running.failed, timeout_s=10, what="the worker to notice its input process ended")
 
 
 def test_duplicates_malformed_and_late_input(start_worker: Callable[..., RunningWorker], broker: BrokerAddress) -> None:
