@@ -180,7 +180,11 @@ def quiet_shelf_messages(
     return out
 
 
-def simulated_messages(store: StoreLayout, shoppers: int, seconds: float, seed: int, tmp: Path) -> list[Outgoing]:
+def simulated_messages(
+    store: StoreLayout, shoppers: int, seconds: float, seed: int, tmp: Path
+) -> tuple[list[Outgoing], int]:
+    """The simulated shoppers' store's messages, and the recorded arrival time of the first (on the
+    edge's clock, which the tracker and gates share): the data time the load starts at."""
     path = tmp / "shoppers.mcap"
     # shoppers need a few minutes to come and go: simulate long enough, publish the first `seconds`
     simulate(store, random_scenario(store, shoppers, max(seconds, 180) / 60, seed), path, progress=True)
@@ -197,7 +201,8 @@ def simulated_messages(store: StoreLayout, shoppers: int, seconds: float, seed: 
         out.append(
             Outgoing(rec.log_time_ns - first, rec.topic, rec.data, header["device_id"], header["ts_ns"], is_weight)
         )
-    return out
+    assert first is not None, "the simulation produced no messages"
+    return out, first
 
 
 @dataclass(frozen=True)
@@ -312,9 +317,20 @@ def metric(port: int, *names: str) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of a process and the processes it started (Linux /proc): the
+    worker with --input-process is two."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue  # gone meanwhile
+    return total
 
 
 class PrivateMosquitto:
@@ -373,8 +389,9 @@ def main() -> None:
             private.address if private else embedded.address if embedded else parse_broker_url(args.broker, os.environ)
         )
         print(f"building the load: {n_shelves} shelves, {store.plate_count} plates", file=sys.stderr)
-        sim = simulated_messages(base, args.shoppers, args.seconds, args.seed, tmp)
-        start_ns = min(o.ts_ns for o in sim if o.timed)
+        # the quiet copies' clocks run with the edge's, as the simulated store's tracker does (had they
+        # run ahead of it, the merge would see a later "newest" and hand shelves on sooner)
+        sim, start_ns = simulated_messages(base, args.shoppers, args.seconds, args.seed, tmp)
         store_file = tmp / "large-store.yaml"
         store_file.write_text(yaml.safe_dump(store.model_dump(mode="json", exclude_none=True), sort_keys=False))
         worker_id = f"bench-edge-{uuid.uuid4().hex[:6]}"
