@@ -5,10 +5,12 @@ that entry gate belong to it (a party: as many as its size). Trackers lose peopl
 ids (fragments): a track that appears away from the entry continues the person who vanished nearest
 to it a moment before. A person whose track ends at an exit gate has left.
 
-Trackers also swap ids when two people pass close by. Where tracks carry a re-identification
-embedding, each person's look is learnt while they walk alone; after two people of different visits
-have been close, the looks of both tracks once apart again decide whether their ids were swapped, and
-the swap is undone from the moment they met (`corrections` tells the engine which events to revisit).
+Trackers also swap ids when people pass close by. Where tracks carry a re-identification embedding,
+each person's look is learnt while they walk alone. People of different visits who come close form a
+crowd (an encounter, growing as others join); once a track of it is alone again, the pairing of the
+crowd's tracks with its people that fits their looks best says whom each track follows now. Ids are
+moved back from the moment the embeddings say the hand-over happened (`corrections` tells the engine
+which events to revisit).
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import linear_sum_assignment
 
 from store_edge.layout.model import Gate, StoreLayout
 
@@ -54,19 +60,23 @@ class ShopperParams:
     history_s: float = 120.0
     encounter_m: float = 0.8
     """Two people this close may leave with each other's track ids."""
-    apart_m: float = 1.2
-    """An encounter is over once they are this far apart."""
     clean_m: float = 0.8
     """An embedding counts as clean only when nobody else is this close (a neighbour bleeds into the crop)."""
     look_frames: int = 30
     """Clean frames that make a person's look (then it is kept)."""
     verdict_frames: int = 8
     """Clean frames of each track after an encounter before deciding whether the ids swapped."""
+    verdict_wait_s: float = 30.0
+    """After the last contact in a crowd, how long its tracks may take to show their looks."""
+    unseen_keeps: float = 0.2
+    """What keeping its person is worth (as a cosine) for a track not yet seen alone again."""
     swap_margin: float = 0.2
     """How much better (sum of cosines) the swapped pairing must fit before ids are swapped back."""
 
 
 Hand = tuple[float, float, float]
+Embedding = tuple[float, ...]
+FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -103,17 +113,26 @@ class LookAverage:
         nb = math.sqrt(sum(b * b for b in other.total))
         return dot / (na * nb) if na and nb else 0.0
 
+    def unit(self) -> FloatArray:
+        v = np.array(self.total)
+        n = float(np.linalg.norm(v))
+        return v / n if n else v
+
 
 @dataclass
 class Encounter:
-    """Two tracks of different visits came close at `start_ns`; their looks since parting decide."""
+    """Tracks of different visits that came close, directly or through each other (a crowd). Once a
+    track is apart from everyone, its look since its last close contact says whom it follows now."""
 
-    track_a: str
-    track_b: str
-    start_ns: int
-    parted: bool = False
-    look_a: LookAverage = field(default_factory=LookAverage)
-    look_b: LookAverage = field(default_factory=LookAverage)
+    frames: dict[str, list[tuple[int, Embedding]]] = field(default_factory=dict)
+    """Per track of the group: its embeddings since it first came close to another of the group."""
+    looks: dict[str, LookAverage] = field(default_factory=dict)
+    """Per track of the group: clean frames since it was last close to another of the group."""
+    last_contact_ns: int = 0
+
+    def forget(self, track_id: str) -> None:
+        del self.looks[track_id]
+        del self.frames[track_id]
 
 
 @dataclass
@@ -235,43 +254,50 @@ class ShopperRegistry:
         bound = [(o, person) for o in tracks if (person := self._current_person(o.track_id)) is not None]
         if not any(o.appearance for o, _ in bound):
             return
-        open_pairs = {frozenset((e.track_a, e.track_b)) for e in self.encounters}
-        in_encounter = {t for e in self.encounters for t in (e.track_a, e.track_b)}
         crowded: set[str] = set()
         for i, (a, pa) in enumerate(bound):
             for b, pb in bound[i + 1 :]:
                 d = math.hypot(a.x - b.x, a.y - b.y)
                 if d < p.clean_m:
                     crowded |= {a.track_id, b.track_id}
-                pair = frozenset((a.track_id, b.track_id))
-                if d < p.encounter_m and pa.visit_id != pb.visit_id and pair not in open_pairs:
-                    self.encounters.append(Encounter(a.track_id, b.track_id, t_ns))
-                    open_pairs.add(pair)
-                    in_encounter |= pair
-        where = {o.track_id: o for o, _ in bound}
+                if d < p.encounter_m and pa.visit_id != pb.visit_id:
+                    self._meet(t_ns, a.track_id, b.track_id)
+        in_encounter = {t for e in self.encounters for t in e.looks}
         for o, person in bound:
             # a person's look is learnt only from clean frames while no swap may be pending
             clean = o.track_id not in crowded and o.track_id not in in_encounter
             if o.appearance and clean and person.look.count < p.look_frames:
                 person.look.add(o.appearance)
+        where = {o.track_id: o for o, _ in bound}
         for enc in list(self.encounters):
-            ta, tb = where.get(enc.track_a), where.get(enc.track_b)
-            if ta is None or tb is None:
-                # lost or handed to a fragment: nothing left to compare
-                if any(self._current_person(t) is None for t in (enc.track_a, enc.track_b)):
-                    self.encounters.remove(enc)
-                continue
-            if not enc.parted:
-                enc.parted = math.hypot(ta.x - tb.x, ta.y - tb.y) > p.apart_m
-                continue
-            if ta.appearance and ta.track_id not in crowded:
-                enc.look_a.add(ta.appearance)
-            if tb.appearance and tb.track_id not in crowded:
-                enc.look_b.add(tb.appearance)
-            # one clean side is enough: a look that fits the other visit better says they swapped
-            if max(enc.look_a.count, enc.look_b.count) >= p.verdict_frames:
-                self.encounters.remove(enc)
+            for track_id in [t for t in enc.looks if t not in where and self._current_person(t) is None]:
+                enc.forget(track_id)  # lost or handed to a fragment: nothing left to compare
+            for track_id, look in enc.looks.items():
+                seen = where.get(track_id)
+                if seen is not None and seen.appearance:
+                    enc.frames[track_id].append((t_ns, seen.appearance))
+                    if track_id not in crowded:
+                        look.add(seen.appearance)
+            if any(look.count >= p.verdict_frames for look in enc.looks.values()):
                 self._judge(enc)
+            if len(enc.looks) < 2 or t_ns - enc.last_contact_ns > p.verdict_wait_s * NS:
+                self.encounters.remove(enc)
+
+    def _meet(self, t_ns: int, track_a: str, track_b: str) -> None:
+        """Two tracks of different visits are close: they join one encounter (merging the groups either
+        was in), and what each shows from now on is whom it follows after this contact."""
+        groups = [e for e in self.encounters if track_a in e.looks or track_b in e.looks]
+        enc = groups[0] if groups else Encounter()
+        if not groups:
+            self.encounters.append(enc)
+        for other in groups[1:]:
+            enc.frames.update(other.frames)
+            enc.looks.update(other.looks)
+            self.encounters.remove(other)
+        for track_id in (track_a, track_b):
+            enc.frames.setdefault(track_id, [])
+            enc.looks[track_id] = LookAverage()
+        enc.last_contact_ns = t_ns
 
     def _current_person(self, track_id: str) -> Person | None:
         """The person this track follows now, if it is still their track."""
@@ -280,30 +306,69 @@ class ShopperRegistry:
             return None
         return person
 
-    def _visit_look(self, visit_id: str, look: LookAverage) -> float | None:
-        """How well a look fits a visit: its best-matching person (a party has several)."""
-        people = self.visits[visit_id].people
-        known = [q.look.cosine(look) for q in people if q.look.count >= self.params.verdict_frames]
-        return max(known) if known else None
-
     def _judge(self, enc: Encounter) -> None:
-        pa, pb = self._current_person(enc.track_a), self._current_person(enc.track_b)
-        if pa is None or pb is None:
-            return
-        keep = swap = 0.0
-        for look, own, other in ((enc.look_a, pa, pb), (enc.look_b, pb, pa)):
-            if look.count < self.params.verdict_frames:
-                continue
-            fit_own, fit_other = self._visit_look(own.visit_id, look), self._visit_look(other.visit_id, look)
-            if fit_own is None or fit_other is None:
-                return
-            keep += fit_own
-            swap += fit_other
-        if swap > keep + self.params.swap_margin:
-            self._bind(self.tracks[enc.track_a], pb, enc.start_ns)
-            self._bind(self.tracks[enc.track_b], pa, enc.start_ns)
-            self.corrections.append((enc.start_ns, enc.track_a, enc.track_b))
-            self.alerts.append((enc.start_ns, f"tracks {enc.track_a} and {enc.track_b} swapped ids; undone"))
+        """Whom each track of a crowd follows: the pairing of its tracks with their people (each
+        person's look learnt while alone) that fits best, once some tracks are apart again. A track
+        still in the crowd keeps its person unless a track that is apart shows that person. Ids are
+        moved only when that pairing fits clearly better than the tracker's own (ids rarely swap);
+        tracks that are apart are then settled and leave the group."""
+        p = self.params
+        pairs = [(t, person) for t in enc.looks if (person := self._current_person(t)) is not None]
+        pairs = [(t, person) for t, person in pairs if person.look.count >= p.verdict_frames]
+        ready = [enc.looks[t].count >= p.verdict_frames for t, _ in pairs]
+        if len(pairs) >= 2:
+            fit = np.array(
+                [
+                    [
+                        person.look.cosine(enc.looks[t]) if ready[r] else (p.unseen_keeps if c == r else 0.0)
+                        for c, (_, person) in enumerate(pairs)
+                    ]
+                    for r, (t, _) in enumerate(pairs)
+                ]
+            )
+            rows, cols = linear_sum_assignment(-fit)
+            moved = [(r, c) for r, c in zip(rows, cols, strict=True) if r != c]
+            better = float(fit[rows, cols].sum()) > float(np.trace(fit)) + p.swap_margin
+            if moved and better and any(pairs[r][1].visit_id != pairs[c][1].visit_id for r, c in moved):
+                starts = []
+                for r, c in moved:
+                    (track_id, before), (from_track, person) = pairs[r], pairs[c]
+                    start = self._handover_ns(enc.frames[track_id], before, person, track_id, from_track)
+                    starts.append(start)
+                    self._bind(self.tracks[track_id], person, start)
+                since = min(starts)
+                names = ", ".join(f"{pairs[r][0]} -> {pairs[c][1].visit_id}" for r, c in moved)
+                self.corrections.append((since, pairs[moved[0][0]][0], pairs[moved[-1][0]][0]))
+                self.alerts.append((since, f"tracks swapped ids in a crowd; undone: {names}"))
+        for track_id, look in list(enc.looks.items()):
+            if look.count >= p.verdict_frames:
+                enc.forget(track_id)
+
+    def _handover_ns(
+        self, frames: list[tuple[int, Embedding]], before: Person, after: Person, track_id: str, from_track: str
+    ) -> int:
+        """When a track stopped following `before` and began following `after`: the split of its
+        embeddings since the crowd formed that fits the two looks best, at a moment it was close to the
+        track `after` had (the tracker hands ids over only between people side by side)."""
+        if not frames:
+            return self.tracks[track_id].first_ns
+        times = np.array([t for t, _ in frames])
+        emb = np.array([e for _, e in frames])
+        fit_before = emb @ before.look.unit() if before.look.count else np.zeros(len(frames))
+        fit_after = emb @ after.look.unit()
+        # score of splitting before frame k: before's fit up to k, after's fit from k on
+        score = np.concatenate(([0.0], np.cumsum(fit_before))) + np.concatenate(
+            (np.cumsum(fit_after[::-1])[::-1], [0.0])
+        )
+        where_b = {t: (x, y) for t, x, y, _ in self.tracks[from_track].samples if t >= times[0]}
+        close = {
+            t
+            for t, x, y, _ in self.tracks[track_id].samples
+            if t in where_b and math.hypot(x - where_b[t][0], y - where_b[t][1]) < self.params.encounter_m
+        }
+        candidates = [k for k, t in enumerate(times) if int(t) in close] or list(range(len(frames)))
+        k = max(candidates, key=lambda k: score[k])
+        return int(times[k])
 
     def _bind_new_track(self, hist: TrackHistory) -> None:
         p = self.params
