@@ -547,6 +547,8 @@ def print_table(args: argparse.Namespace, shelves: int, plates: int, broker: Bro
         f"{r.taken_in_during / r.inputs:.0%} | {r.age_max:.2f} / {r.age_end:.2f} s | {r.drain_s:.1f} s | "
         f"{r.lost:,.0f} | {len(lat)} | {pct(0.5)} | {pct(0.99)} | {(lat[-1] if lat else 0):.0f} |"
     )
+    if 0 < len(lat) <= 100:  # few lines: the percentiles are rough, so show them all
+        print("\nlatencies ms: " + " ".join(f"{x:.0f}" for x in lat))
     if r.taken_in < r.inputs:
         print(f"\nthe worker took in {r.taken_in:,.0f} of {r.inputs:,} input messages within 120 s of the end")
 
