@@ -11,6 +11,7 @@ ultralytics is told it is offline before it is imported.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -25,6 +27,7 @@ from store_edge.layout.camera import CameraModel
 from store_edge.layout.model import StoreLayout
 from store_edge.vision.appearance import Embedding, appearance_embedding
 from store_edge.vision.floor import FloorProjector
+from store_edge.vision.hands import Backgrounds, HandFinder
 from store_edge.vision.store_tracker import CameraObservation, FloorTrack, StoreTracker, StoreTrackerParams
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # no hub, font or pip look-ups at run time
@@ -120,7 +123,10 @@ class VisionPipeline:
         self.device = _pick_device(self.config.device)
         self.model = _load_model(self.config)
         self.cameras = {c.id: c for c in store.cameras}
-        self.projectors = {c.id: FloorProjector(CameraModel(c)) for c in store.cameras}
+        models = {c.id: CameraModel(c) for c in store.cameras}
+        self.projectors = {cid: FloorProjector(model) for cid, model in models.items()}
+        self.backgrounds = Backgrounds()
+        self.hands = HandFinder(store, models)
         self.trackers: dict[str, Any] = {}
         self.store_tracker = StoreTracker(tracker_params, entry_lines=[g.line for g in store.gates_of_kind("entry")])
         self.latest: dict[str, CameraResult] = {}
@@ -163,18 +169,31 @@ class VisionPipeline:
                         appearance=appearance_embedding(frame.image, own_box),
                     )
                 )
+            # the foreground (for hands) in the calibration's pixels, learning the empty store around people
+            image = frame.image
+            if (sx, sy) != (1.0, 1.0):
+                image = np.asarray(cv2.resize(image, cam.resolution), dtype=np.uint8)
+            self.backgrounds.update(frame.camera_id, image, [d.box for d in detections])
             res = CameraResult(frame.camera_id, frame.t_ns, detections)
             self.latest[frame.camera_id] = res
             out.append(res)
         return out
 
     def tick(self, t_ns: int) -> list[FloorTrack]:
-        """Store-level tracks at `t_ns` from each camera's latest result (if recent enough)."""
+        """Store-level tracks at `t_ns` from each camera's latest result (if recent enough), each with
+        its hand where the cameras that see it show an arm reaching into a shelf."""
+        fresh = {cid for cid, r in self.latest.items() if t_ns - r.t_ns <= self.stale_ns}
         observations = [
             CameraObservation(r.camera_id, d.track_id, d.floor[0], d.floor[1], d.confidence, d.appearance)
-            for r in self.latest.values()
-            if t_ns - r.t_ns <= self.stale_ns
+            for cid, r in self.latest.items()
+            if cid in fresh
             for d in r.detections
             if d.floor is not None
         ]
-        return self.store_tracker.step(t_ns, observations)
+        tracks = self.store_tracker.step(t_ns, observations)
+        out = []
+        for track in tracks:
+            views = {cid: self.backgrounds.foreground[cid] for cid in track.cameras if cid in fresh}
+            hand = self.hands.find(track.x, track.y, views) if views else None
+            out.append(dataclasses.replace(track, hand=hand) if hand is not None else track)
+        return out

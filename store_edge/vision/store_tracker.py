@@ -57,6 +57,8 @@ class FloorTrack:
     confidence: float
     cameras: tuple[str, ...]
     appearance: Embedding | None = None
+    hand: tuple[float, float, float] | None = None
+    """Where the shopper's hand is in a shelf (x, y, z store metres), if the cameras show it reaching."""
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,9 @@ class VisionOutput:
                     y=round(t.y, 3),
                     confidence=round(t.confidence, 3),
                     appearance=[round(v, 4) for v in t.appearance] if t.appearance is not None else None,
+                    hand=m.HandPoint(x=round(t.hand[0], 3), y=round(t.hand[1], 3), z=round(t.hand[2], 3))
+                    if t.hand is not None
+                    else None,
                 )
                 for t in tracks
             ],
