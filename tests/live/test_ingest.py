@@ -7,7 +7,7 @@ import random
 import pytest
 
 from store_edge.live.ingest import Deduplicator, LateMessageError, Reorderer, merge_key
-from store_edge.protocol.messages import CurtainEvent, Header
+from store_edge.protocol.messages import CurtainEvent, Header, Message
 
 MS = 1_000_000
 
@@ -80,7 +80,7 @@ def test_an_expected_device_is_waited_for_at_start_up() -> None:
 LANES = {"scale-A": "A", "curtain-A": "A", "scale-B": "B", "curtain-B": "B"}
 
 
-def times(msgs: list[CurtainEvent]) -> list[tuple[str, int]]:
+def times(msgs: list[Message]) -> list[tuple[str, int]]:
     return [(m.header.device_id, m.header.ts_ns // MS) for m in msgs]
 
 
@@ -95,7 +95,7 @@ def test_a_shelf_waits_for_its_own_devices_and_the_shared_ones_not_for_other_she
     assert times(r.push(curtain("scale-B", 2, 140))) == [("curtain-B", 90)]  # in order with the tracker's 100
     # total order: shelf A's 100 would have waited for shelf B's scale
     total = Reorderer(lag_ns=1000 * MS, jitter_ns=20 * MS)
-    released: list[CurtainEvent] = []
+    released: list[Message] = []
     for msg in [curtain("scale-B", 1, 40), curtain("tracker", 1, 100), curtain("scale-A", 1, 100)]:
         released += total.push(msg)
     released += total.push(curtain("tracker", 2, 150))
@@ -139,7 +139,7 @@ def test_random_arrivals_with_lanes_lose_nothing_and_keep_each_lane_in_order(see
             sent.append((arrival, curtain(device, seq, ts)))
     sent.sort(key=lambda a: a[0])
     r = Reorderer(lag_ns=500 * MS, jitter_ns=100 * MS, lanes=LANES if lanes else None)
-    out: list[CurtainEvent] = []
+    out: list[Message] = []
     accepted = 0
     for _, msg in sent:
         try:
