@@ -68,6 +68,8 @@ class ShopperParams:
     """Clean frames of each track after an encounter before deciding whether the ids swapped."""
     verdict_wait_s: float = 30.0
     """After the last contact in a crowd, how long its tracks may take to show their looks."""
+    fragment_fit: float = 0.6
+    """A fragment is moved to another person only if its look fits theirs at least this well."""
     unseen_keeps: float = 0.2
     """What keeping its person is worth (as a cosine) for a track not yet seen alone again."""
     swap_margin: float = 0.2
@@ -143,6 +145,8 @@ class TrackHistory:
     samples: deque[tuple[int, float, float, Hand | None]] = field(default_factory=deque)
     bindings: list[tuple[int, str]] = field(default_factory=list)
     """(from ns, visit id): whose track this was when; rewritten when a swap is undone."""
+    unconfirmed: LookAverage | None = None
+    """A fragment bound to whoever vanished nearest: its look, until it confirms whom it follows."""
 
     @property
     def last_ns(self) -> int:
@@ -266,7 +270,12 @@ class ShopperRegistry:
         for o, person in bound:
             # a person's look is learnt only from clean frames while no swap may be pending
             clean = o.track_id not in crowded and o.track_id not in in_encounter
-            if o.appearance and clean and person.look.count < p.look_frames:
+            hist = self.tracks[o.track_id]
+            if o.appearance and clean and hist.unconfirmed is not None:
+                hist.unconfirmed.add(o.appearance)
+                if hist.unconfirmed.count >= p.verdict_frames:
+                    self._confirm_fragment(t_ns, hist, person)
+            elif o.appearance and clean and person.look.count < p.look_frames:
                 person.look.add(o.appearance)
         where = {o.track_id: o for o, _ in bound}
         for enc in list(self.encounters):
@@ -328,6 +337,8 @@ class ShopperRegistry:
             )
             rows, cols = linear_sum_assignment(-fit)
             moved = [(r, c) for r, c in zip(rows, cols, strict=True) if r != c]
+            if any(ready[r] and fit[r, c] < p.fragment_fit for r, c in moved):
+                moved = []  # a track that fits nobody of the crowd well: no pairing can be trusted
             better = float(fit[rows, cols].sum()) > float(np.trace(fit)) + p.swap_margin
             if moved and better and any(pairs[r][1].visit_id != pairs[c][1].visit_id for r, c in moved):
                 starts = []
@@ -343,6 +354,44 @@ class ShopperRegistry:
         for track_id, look in list(enc.looks.items()):
             if look.count >= p.verdict_frames:
                 enc.forget(track_id)
+
+    def _confirm_fragment(self, t_ns: int, hist: TrackHistory, person: Person) -> None:
+        """A fragment was bound to whoever vanished nearest; its look says whether that was right. If
+        another person who is not visibly elsewhere fits it clearly better, it follows them from its
+        start, and a fragment that had taken them (bound crosswise) gets this one's person."""
+        p = self.params
+        look, hist.unconfirmed = hist.unconfirmed, None
+        assert look is not None
+        if person.look.count < p.verdict_frames:
+            return
+        own = person.look.cosine(look)
+        best: tuple[float, Person] | None = None
+        for visit in self.visits.values():
+            for q in visit.people:
+                if q is person or q.exited_ns is not None or q.look.count < p.verdict_frames:
+                    continue
+                other = self.tracks.get(q.track_id) if q.track_id is not None else None
+                if other is not None and t_ns - other.last_ns < NS and other.unconfirmed is None:
+                    continue  # seen elsewhere right now on a track that follows them
+                fit = q.look.cosine(look)
+                if best is None or fit > best[0]:
+                    best = (fit, q)
+        if best is None or best[0] < p.fragment_fit or best[0] < own + p.swap_margin:
+            return
+        found = best[1]
+        displaced = self.tracks.get(found.track_id) if found.track_id is not None else None
+        self._bind(hist, found, hist.first_ns)
+        found.lost_ns = found.lost_xy = None
+        moved = [f"{hist.track_id} -> {found.visit_id}"]
+        if displaced is not None and displaced is not hist and t_ns - displaced.last_ns < NS:
+            self._bind(displaced, person, displaced.first_ns)
+            moved.append(f"{displaced.track_id} -> {person.visit_id}")
+        else:
+            person.track_id = None
+            person.lost_ns, person.lost_xy = hist.first_ns, hist.first_xy
+        since = min(hist.first_ns, displaced.first_ns if displaced is not None else hist.first_ns)
+        self.corrections.append((since, hist.track_id, displaced.track_id if displaced else hist.track_id))
+        self.alerts.append((since, "a lost track was continued by the wrong person; undone: " + ", ".join(moved)))
 
     def _handover_ns(
         self, frames: list[tuple[int, Embedding]], before: Person, after: Person, track_id: str, from_track: str
@@ -421,6 +470,7 @@ class ShopperRegistry:
             person = best[1]
             person.lost_ns = person.lost_xy = None
             self._bind(hist, person, hist.first_ns)
+            hist.unconfirmed = LookAverage()
         elif at_entry:
             self.alerts.append((hist.first_ns, f"track {hist.track_id} entered without a scanned code (tailgating?)"))
 

@@ -93,3 +93,37 @@ def test_a_crowd_that_keeps_its_ids_is_left_alone(demo_store: StoreLayout) -> No
     reg, _ = _run(demo_store, rotation=[0, 1, 2])
     assert [reg.visit_of_track(t, 50 * NS) for t in ("t1", "t2", "t3")] == ["visit-0", "visit-1", "visit-2"]
     assert not reg.corrections
+
+
+def test_fragments_continuing_the_wrong_people_are_moved_by_their_looks(demo_store: StoreLayout) -> None:
+    # two shoppers vanish (an occlusion) a metre apart and cross unseen; their new tracks appear each
+    # nearer where the other vanished, so "the nearest lost person" binds them crosswise
+    reg = ShopperRegistry(demo_store)
+    rng = np.random.default_rng(5)
+    looks = _looks(2, seed=11)
+    for k in range(2):
+        reg.open_visit(k * 4 * NS, f"visit-{k}", f"acct-{k}", 1)
+    vanish = [(3.0, 4.0), (4.0, 4.0)]
+    reappear = {"t3": (0, (4.2, 4.0), (5.5, 4.5)), "t4": (1, (2.8, 4.0), (1.5, 4.5))}
+    for tick in range(45 * 10):
+        t = tick * TICK_NS
+        obs = []
+        if t < 20 * NS:
+            for k in range(2):
+                t_in = k * 4 * NS + NS
+                if t >= t_in:
+                    xy = _walk(ENTRY, vanish[k], min(1.0, (t - t_in) / (4 * NS)))
+                    obs.append(TrackObservation(f"t{k + 1}", xy[0], xy[1], None, _embedding(looks[k], rng)))
+        elif t >= 25 * NS:
+            for track_id, (k, start, end) in reappear.items():
+                xy = _walk(start, end, min(1.0, (t - 25 * NS) / (3 * NS)))
+                obs.append(TrackObservation(track_id, xy[0], xy[1], None, _embedding(looks[k], rng)))
+        reg.observe(t, obs)
+        if t == 25 * NS:
+            # the nearest-lost rule got both wrong
+            assert (reg.visit_of_track("t3"), reg.visit_of_track("t4")) == ("visit-1", "visit-0")
+    # their looks set both right, from the moment the tracks appeared
+    assert reg.visit_of_track("t3", 25 * NS) == "visit-0"
+    assert reg.visit_of_track("t4", 25 * NS) == "visit-1"
+    assert reg.corrections
+    assert min(c[0] for c in reg.corrections) == 25 * NS
