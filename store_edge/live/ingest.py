@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from store_edge.protocol.messages import Message
 
@@ -130,6 +131,13 @@ class Reorderer:
 
     def __len__(self) -> int:
         return self._waiting
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """From a worker's snapshot: one saved before the merge had lanes would load without them and
+        fail on every message; refused instead (the worker logs that the snapshot cannot be loaded)."""
+        if "_heaps" not in state:
+            raise ValueError("merge buffer saved by an older version (before lanes): cannot be loaded")
+        self.__dict__.update(state)
 
     def push(self, msg: Message) -> list[Message]:
         """Buffer one message; returns those the watermark now lets through. Raises LateMessageError."""

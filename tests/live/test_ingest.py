@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import pytest
@@ -160,3 +161,12 @@ def test_random_arrivals_with_lanes_lose_nothing_and_keep_each_lane_in_order(see
         assert mine == sorted(mine), f"lane {lane} out of order"
         for key in mine:  # every shared message before a lane message in time was handed on before it
             assert all(position[s] < position[key] for s in shared if s < key)
+
+
+def test_a_merge_buffer_from_before_lanes_is_refused_not_half_loaded() -> None:
+    r = Reorderer(lag_ns=100 * MS, jitter_ns=20 * MS, lanes=LANES)
+    assert r.push(curtain("scale-A", 1, 10)) == []  # waits a jitter
+    assert len(pickle.loads(pickle.dumps(r))) == 1  # a snapshot of today's buffer loads
+    old = {k: v for k, v in r.__dict__.items() if k not in ("_heaps", "_lane_of")} | {"_heap": []}
+    with pytest.raises(ValueError, match="older version"):
+        Reorderer.__new__(Reorderer).__setstate__(old)
