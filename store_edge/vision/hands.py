@@ -92,26 +92,24 @@ class Backgrounds:
     def update(self, camera_id: str, image: Image, boxes: Sequence[Box]) -> Mask:
         """This frame's foreground (also kept as `foreground[camera_id]`), then the background learns
         from the frame outside the people's boxes."""
-        frame = image.astype(np.float32)
         bg = self.background.get(camera_id)
-        if bg is None or bg.shape != frame.shape:
-            bg = self.background[camera_id] = frame.copy()
-        diff = frame - bg
+        if bg is None or bg.shape != image.shape:
+            bg = self.background[camera_id] = image.astype(np.float32)
         # a frame's exposure differs a little from the average: take the typical offset out
-        offset = np.median(diff[::8, ::8].reshape(-1, 3), axis=0)
-        fg = np.abs(diff - offset).sum(axis=2) > self.params.diff_threshold
-        fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+        offset = np.median((image[::8, ::8].astype(np.float32) - bg[::8, ::8]).reshape(-1, 3), axis=0)
+        expected = cv2.convertScaleAbs(cv2.add(bg, (*(float(v) for v in offset), 0.0)))
+        diff = cv2.transform(cv2.absdiff(image, expected), np.ones((1, 3), dtype=np.float32))
+        fg8 = (diff > self.params.diff_threshold).astype(np.uint8)
+        fg = cv2.morphologyEx(fg8, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
         self.foreground[camera_id] = fg
-        people = np.zeros(fg.shape, dtype=np.uint8)
+        free = np.ones(fg.shape, dtype=np.uint8)
         h, w = fg.shape
         for x1, y1, x2, y2 in boxes:
             pad = 0.25 * max(x2 - x1, y2 - y1)  # arms and baskets stick out of a person's box
-            people[
+            free[
                 max(int(y1 - pad), 0) : min(int(y2 + pad) + 1, h), max(int(x1 - pad), 0) : min(int(x2 + pad) + 1, w)
-            ] = 1
-        rate = self.params.background_rate
-        free = people == 0
-        bg[free] = (1 - rate) * bg[free] + rate * frame[free]
+            ] = 0
+        cv2.accumulateWeighted(image, bg, self.params.background_rate, mask=free)
         return fg
 
 
