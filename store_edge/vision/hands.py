@@ -97,7 +97,8 @@ class Backgrounds:
             bg = self.background[camera_id] = image.astype(np.float32)
         # a frame's exposure differs a little from the average: take the typical offset out
         offset = np.median((image[::8, ::8].astype(np.float32) - bg[::8, ::8]).reshape(-1, 3), axis=0)
-        expected = cv2.convertScaleAbs(cv2.add(bg, (*(float(v) for v in offset), 0.0)))
+        b, g, r = (float(v) for v in offset)
+        expected = cv2.convertScaleAbs(cv2.add(bg, np.full(bg.shape, (b, g, r), dtype=np.float32)))
         diff = cv2.transform(cv2.absdiff(image, expected), np.ones((1, 3), dtype=np.float32))
         fg8 = (diff > self.params.diff_threshold).astype(np.uint8)
         fg = cv2.morphologyEx(fg8, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
