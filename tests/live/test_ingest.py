@@ -8,7 +8,7 @@ import random
 import pytest
 
 from store_edge.live.ingest import Deduplicator, LateMessageError, Reorderer, merge_key
-from store_edge.protocol.messages import CurtainEvent, Header, Message
+from store_edge.protocol.messages import CurtainEvent, GateDecision, Header, Message
 
 MS = 1_000_000
 
@@ -170,3 +170,25 @@ def test_a_merge_buffer_from_before_lanes_is_refused_not_half_loaded() -> None:
     old = {k: v for k, v in r.__dict__.items() if k not in ("_heaps", "_lane_of")} | {"_heap": []}
     with pytest.raises(ValueError, match="older version"):
         Reorderer.__new__(Reorderer).__setstate__(old)
+
+
+def gate_decision(seq: int, ts_ms: int) -> GateDecision:
+    return GateDecision(
+        header=Header(device_id="gate-1", boot_id="b1", seq=seq, ts_ns=ts_ms * MS),
+        gate_id="entry-1",
+        decision="open",
+        visit_id="v1",
+    )
+
+
+def test_a_gate_message_behind_the_watermark_within_the_lag_is_handed_on_not_refused() -> None:
+    # the gate's clock runs 0.2 s behind: its decision comes after the shelf was handed on past its time
+    r = Reorderer(lag_ns=500 * MS, jitter_ns=100 * MS, lanes={"c1": "S1"})
+    released = [m for i in range(10) for m in r.push(curtain("c1", i + 1, 1000 + i * 100))]
+    assert released[-1].header.ts_ns > 1600 * MS
+    late = gate_decision(1, 1600)
+    assert r.push(late) == [late]  # a visit whose gate decision is refused would be lost
+    assert r.late_handed_on == 1
+    # further behind than the lag it is refused like any late message
+    with pytest.raises(LateMessageError):
+        r.push(gate_decision(2, 1000))
