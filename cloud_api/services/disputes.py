@@ -16,6 +16,25 @@ from cloud_api.services.container import Container, audit
 from cloud_api.services.errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError
 
 THIRTY_DAYS_NS = 30 * 24 * 3600 * 10**9
+REFUND_STATES = ("refunding", "refund_pending", "refunded", "refund_failed")  # approved: the money goes back
+
+
+def _disputed_units(s: Session, receipt_id: str, sku: str, states: tuple[str, ...], not_id: str = "") -> int:
+    """Units of `sku` on a receipt in disputes in these states (leaving out dispute `not_id`)."""
+    units = s.scalar(
+        select(func.coalesce(func.sum(Dispute.quantity), 0)).where(
+            Dispute.receipt_id == receipt_id, Dispute.sku == sku, Dispute.state.in_(states), Dispute.id != not_id
+        )
+    )
+    return int(units or 0)
+
+
+def _refund_value(s: Session, receipt: Receipt, sku: str, quantity: int, not_id: str = "") -> Decimal:
+    """The units' worth on the receipt less what is refunded already (rules.refund_amount)."""
+    priced, catalogue, promotions = priced_as_charged(receipt)
+    disputed = _disputed_units(s, receipt.id, sku, ("pending_staff", *REFUND_STATES), not_id)
+    refunded = _disputed_units(s, receipt.id, sku, REFUND_STATES, not_id)
+    return rules.refund_amount(priced, sku, quantity, disputed, catalogue, promotions, already_refunded=refunded)
 
 
 def priced_as_charged(receipt: Receipt) -> tuple[PricedReceipt, dict[str, CatalogueItem], dict[str, MultiBuy]]:
@@ -57,14 +76,8 @@ def open_dispute(c: Container, account: Account, receipt_id: str, sku: str, quan
         payment = s.scalars(select(Payment).where(Payment.visit_id == receipt.visit_id)).first()
         if payment is None or payment.state != "succeeded":
             raise ConflictError("this visit is not paid, so there is nothing to refund yet")
-        already = s.scalar(
-            select(func.coalesce(func.sum(Dispute.quantity), 0)).where(
-                Dispute.receipt_id == receipt_id, Dispute.sku == sku, Dispute.state != "rejected"
-            )
-        )
-        priced, catalogue, promotions = priced_as_charged(receipt)
         try:
-            amount = rules.refund_amount(priced, sku, quantity, int(already or 0), catalogue, promotions)
+            amount = _refund_value(s, receipt, sku, quantity)
         except rules.DisputeError as e:
             raise BadRequestError(str(e)) from e
         recent = s.scalar(
@@ -198,8 +211,16 @@ def decide_dispute(c: Container, staff: Staff, dispute_id: str, approve: bool, n
             dispute.route_reason += f"; rejected: {note}" if note else "; rejected"
             audit(s, now, f"staff:{staff.id}", "dispute.rejected", "dispute", dispute_id, note=note)
             return dispute
+        receipt = s.get(Receipt, dispute.receipt_id)
+        assert receipt is not None
+        if c.postgres:  # serialise with other disputes on this receipt (as open_dispute does)
+            s.execute(select(Receipt.id).where(Receipt.id == receipt.id).with_for_update())
+        # priced now, against the refunds made since it was opened: an earlier dispute rejected in between
+        # no longer lowers this one's worth (a refund priced that way gave back more than the units cost)
+        dispute.amount_cents = to_cents(_refund_value(s, receipt, dispute.sku, dispute.quantity, dispute.id))
         dispute.state = "refunding"
-        audit(s, now, f"staff:{staff.id}", "dispute.approved", "dispute", dispute_id, note=note)
+        audit(s, now, f"staff:{staff.id}", "dispute.approved", "dispute", dispute_id, note=note,
+              amount_cents=dispute.amount_cents)  # fmt: skip
     return _refund(c, dispute_id, staff.id)
 
 
