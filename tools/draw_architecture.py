@@ -155,7 +155,7 @@ def draw(out: Path) -> Path:
     ax.text(
         95,
         105.3,
-        "Solid: in this repository.  Dashed grey: planned, not built yet.  "
+        "Everything drawn is in this repository.  "
         "Every MQTT topic starts with cl/v1/STORE/.  Times are UTC ns; money is integer cents.",
         ha="center",
         va="center",
@@ -177,8 +177,8 @@ def draw(out: Path) -> Path:
     )
     cameras = box(ax, 2, 34, 30, 11, "Ceiling cameras", "camera/CAM/frame (QoS 0)", face=SENSOR)
     vision = box(
-        ax, 2, 10, 30, 19, "Vision workers", "coming: issue #6\nread camera/CAM/frame\nwrite camera/CAM/tracks\n"
-        "a store tracker writes tracks", planned=True,
+        ax, 2, 10, 30, 19, "Vision workers", "YOLO + ByteTrack per camera\nread camera/CAM/frame\n"
+        "write camera/CAM/tracks\na store tracker writes tracks",
     )  # fmt: skip
 
     # --- column 2: the broker ----------------------------------------------------------------------
@@ -205,8 +205,8 @@ def draw(out: Path) -> Path:
     for b in (scales, curtains, cameras):
         arrow(ax, b.right, (broker.x, b.right[1]), "publish" if b is scales else "")
     arrow(ax, gate.at(1, 0.62), (broker.x, gate.at(1, 0.62)[1]))
-    arrow(ax, (broker.x, vision.at(1, 0.35)[1]), vision.at(1, 0.35), "frames", planned=True)
-    arrow(ax, vision.at(1, 0.7), (broker.x, vision.at(1, 0.7)[1]), "tracks", planned=True)
+    arrow(ax, (broker.x, vision.at(1, 0.35)[1]), vision.at(1, 0.35), "frames")
+    arrow(ax, vision.at(1, 0.7), (broker.x, vision.at(1, 0.7)[1]), "tracks")
 
     # --- column 3: the edge worker -----------------------------------------------------------------
     edge = box(
@@ -289,12 +289,15 @@ def draw(out: Path) -> Path:
         ax, 172, 60, 17, 31, "Shopper app", "and its backend\n\nasks for an entry\ncode (QR), shows\nit at the gate\n\n"
         "gets receipts\n(webhook, email),\ndisputes lines", face=PEOPLE,
     )  # fmt: skip
-    staff = box(ax, 172, 27, 17, 18, "Staff", "review held lines,\ndisputes, audit\nthrough the API", face=PEOPLE)
-    console = box(ax, 172, 8, 17, 13, "Review console", "pages coming:\nissue #7", planned=True)
+    staff = box(
+        ax, 172, 27, 17, 18, "Staff", "review held lines,\ndisputes, audit\nin the console\nor through the API",
+        face=PEOPLE,
+    )  # fmt: skip
+    console = box(ax, 172, 8, 17, 13, "Review console", "/console/ pages:\nqueue, evidence,\ndecisions")
     arrow(ax, app.at(0, 0.85), (checkin.x + checkin.w, app.at(0, 0.85)[1]), "code", label_at=(169.5, 87.5))
     arrow(ax, receipts.right, app.at(0.3, 0), "receipt", rad=0.3, label_at=(172.5, 49))
     arrow(ax, staff.left, staff_api.right, both=True)
-    arrow(ax, console.left, staff_api.at(1, 0.2), planned=True)
+    arrow(ax, console.left, staff_api.at(1, 0.2))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, facecolor="white")
