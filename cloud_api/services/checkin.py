@@ -86,6 +86,8 @@ def scan(c: Container, device: Device, gate_id: str, token: str, party_size: int
 
     Single use: the code's nonce is stored on the visit under a unique constraint, so of two scans of
     one code (even at the same instant on two gates) exactly one commits."""
+    if device.kind != "gate":  # an edge worker's key (also in the store) must not open the gates
+        raise ForbiddenError(f"device {device.id} is a {device.kind}: only a gate controller posts scans")
     now = c.now_ns()
     account_id: str | None = None
     try:
