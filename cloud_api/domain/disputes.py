@@ -2,9 +2,10 @@
 
 The refund for disputed units is the receipt's total minus the total of the same receipt re-priced
 without those units, so promotions and the tax rounding rule apply exactly as they did at settlement.
-"The receipt" here is the receipt less the units already refunded (or being refunded): then the
-refunds add up to the receipt's total minus the price of the units the shopper keeps, whichever
-disputes staff approve or reject, and in whatever order.
+"The receipt" here is what the visit keeps when the dispute is priced: its receipt's units, plus units
+charged to it since as extra charges, less units already refunded (or being refunded). Extra charges
+are priced at the margin of the same units, so what a visit keeps is always the price of the units the
+shopper keeps, whichever disputes staff approve or reject, and in whatever order.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ def refund_amount(
     already_disputed: int,
     catalogue: Mapping[str, CatalogueItem],
     promotions: Mapping[str, MultiBuy],
-    already_refunded: int | None = None,
+    kept: Mapping[str, int] | None = None,
 ) -> Decimal:
-    """What `quantity` more units of `sku` are worth. `already_disputed`: this SKU's units in other
-    disputes not rejected (at most all charged units are disputed); `already_refunded`: those of them
-    refunded or being refunded, the units priced away first (default: all of `already_disputed`). A
-    dispute still waiting for staff is not priced away: it may yet be rejected."""
+    """What `quantity` units of `sku` are worth. `already_disputed`: this SKU's units in other disputes
+    not rejected (no more units are disputed than the receipt charged); `kept`: the units the price
+    starts from (default: the receipt's, less `already_disputed` of this SKU). A dispute still waiting
+    for staff is not taken off `kept`: it may yet be rejected."""
     charged = receipt.quantity_of(sku)
     if quantity < 1:
         raise DisputeError("dispute at least one unit")
@@ -49,11 +50,11 @@ def refund_amount(
     if already_disputed + quantity > charged:
         left = charged - already_disputed
         raise DisputeError(f"only {left} unit(s) of {sku} are left to dispute on this receipt")
-    quantities = {line.sku: line.quantity for line in receipt.lines}
-    before = dict(quantities)
-    before[sku] -= already_disputed if already_refunded is None else already_refunded
-    after = dict(before)
-    after[sku] -= quantity
+    if kept is None:
+        kept = {line.sku: line.quantity for line in receipt.lines}
+        kept = kept | {sku: kept[sku] - already_disputed}
+    before = dict(kept)
+    after = before | {sku: before.get(sku, 0) - quantity}
     total_before = price_receipt(before, catalogue, promotions, receipt.tax_rate).total
     total_after = price_receipt(after, catalogue, promotions, receipt.tax_rate).total
     return total_before - total_after

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from cloud_api.adapters.payments import PaymentError, PaymentTimeoutError
 from cloud_api.core.security import new_id
-from cloud_api.db.models import Account, Dispute, Payment, Receipt, Refund, Staff
+from cloud_api.db.models import Account, Dispute, ExtraCharge, Payment, Product, Promotion, Receipt, Refund, Staff
 from cloud_api.domain import disputes as rules
 from cloud_api.domain.pricing import CatalogueItem, MultiBuy, PricedLine, PricedReceipt, from_cents, to_cents
 from cloud_api.services.container import Container, audit
@@ -17,6 +17,42 @@ from cloud_api.services.errors import BadRequestError, ConflictError, ForbiddenE
 
 THIRTY_DAYS_NS = 30 * 24 * 3600 * 10**9
 REFUND_STATES = ("refunding", "refund_pending", "refunded", "refund_failed")  # approved: the money goes back
+EXTRA_STATES = ("pending", "charging", "unknown", "succeeded")  # extra charges made or being made
+
+
+def kept_units(
+    s: Session, receipt: Receipt, catalogue: dict[str, CatalogueItem], promotions: dict[str, MultiBuy], not_id: str = ""
+) -> dict[str, int]:
+    """The units a settled visit keeps: its receipt's, plus its extra charges' (not declined), less units
+    refunded or being refunded (leaving out dispute `not_id`). Extra charges and refunds are priced at
+    the margin of these, so the money a visit keeps is the price of what the shopper keeps. Fills in
+    `catalogue` and `promotions` for extra-charged SKUs that are not on the receipt (today's prices)."""
+    units = {line["sku"]: line["quantity"] for line in receipt.lines}
+    for extra in s.scalars(
+        select(ExtraCharge).where(ExtraCharge.visit_id == receipt.visit_id, ExtraCharge.state.in_(EXTRA_STATES))
+    ):
+        units[extra.sku] = units.get(extra.sku, 0) + extra.quantity
+    for dispute in s.scalars(
+        select(Dispute).where(Dispute.receipt_id == receipt.id, Dispute.state.in_(REFUND_STATES), Dispute.id != not_id)
+    ):
+        units[dispute.sku] = units.get(dispute.sku, 0) - dispute.quantity
+    add_catalogue_entries(s, receipt.store_id, set(units), catalogue, promotions)
+    return units
+
+
+def add_catalogue_entries(
+    s: Session, store_id: str, skus: set[str], catalogue: dict[str, CatalogueItem], promotions: dict[str, MultiBuy]
+) -> None:
+    """Today's price and promotion of SKUs the receipt did not price (the receipt keeps only promotions it
+    applied: added units may complete one)."""
+    for sku in skus - set(catalogue):
+        product = s.get(Product, (store_id, sku))
+        if product is not None:
+            catalogue[sku] = CatalogueItem(sku, product.name, from_cents(product.price_cents))
+    for sku in skus - set(promotions):
+        promo = s.scalars(select(Promotion).where(Promotion.store_id == store_id, Promotion.sku == sku)).first()
+        if promo is not None:
+            promotions[sku] = MultiBuy(sku, promo.quantity, from_cents(promo.price_cents))
 
 
 def _disputed_units(s: Session, receipt_id: str, sku: str, states: tuple[str, ...], not_id: str = "") -> int:
@@ -30,11 +66,11 @@ def _disputed_units(s: Session, receipt_id: str, sku: str, states: tuple[str, ..
 
 
 def _refund_value(s: Session, receipt: Receipt, sku: str, quantity: int, not_id: str = "") -> Decimal:
-    """The units' worth on the receipt less what is refunded already (rules.refund_amount)."""
+    """The units' worth at the margin of what the visit keeps (rules.refund_amount)."""
     priced, catalogue, promotions = priced_as_charged(receipt)
     disputed = _disputed_units(s, receipt.id, sku, ("pending_staff", *REFUND_STATES), not_id)
-    refunded = _disputed_units(s, receipt.id, sku, REFUND_STATES, not_id)
-    return rules.refund_amount(priced, sku, quantity, disputed, catalogue, promotions, already_refunded=refunded)
+    kept = kept_units(s, receipt, catalogue, promotions, not_id)
+    return rules.refund_amount(priced, sku, quantity, disputed, catalogue, promotions, kept=kept)
 
 
 def priced_as_charged(receipt: Receipt) -> tuple[PricedReceipt, dict[str, CatalogueItem], dict[str, MultiBuy]]:

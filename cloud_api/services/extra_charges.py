@@ -9,13 +9,11 @@ from sqlalchemy.orm import Session
 
 from cloud_api.adapters.payments import PaymentError, PaymentResult, PaymentTimeoutError
 from cloud_api.core.security import new_id
-from cloud_api.db.models import Account, ExtraCharge, Product, Promotion, Receipt, Visit
-from cloud_api.domain.pricing import CatalogueItem, MultiBuy, added_amount, from_cents, to_cents
+from cloud_api.db.models import Account, ExtraCharge, Receipt, Visit
+from cloud_api.domain.pricing import added_amount, to_cents
 from cloud_api.services.container import Container, audit
-from cloud_api.services.disputes import priced_as_charged
+from cloud_api.services.disputes import add_catalogue_entries, kept_units, priced_as_charged
 from cloud_api.services.errors import ConflictError
-
-LIVE_STATES = ("pending", "charging", "unknown", "succeeded")  # counted on the receipt (not declined/error)
 
 
 def add_extra_charge(
@@ -28,19 +26,10 @@ def add_extra_charge(
     if quantity <= 0:
         raise ConflictError("a put-back on a settled visit would be a credit: void it instead")
     priced, catalogue, promotions = priced_as_charged(receipt)
-    quantities = {line.sku: line.quantity for line in priced.lines}
-    for extra in s.scalars(select(ExtraCharge).where(ExtraCharge.visit_id == visit.id)):
-        if extra.state in LIVE_STATES:
-            quantities[extra.sku] = quantities.get(extra.sku, 0) + extra.quantity
-    if sku not in catalogue:  # not on the receipt: today's catalogue price
-        product = s.get(Product, (visit.store_id, sku))
-        if product is None:
-            raise ConflictError(f"SKU {sku} is not in store {visit.store_id}'s catalogue: it cannot be charged")
-        catalogue[sku] = CatalogueItem(sku, product.name, from_cents(product.price_cents))
-    if sku not in promotions:  # the receipt keeps only promotions it applied; the added units may complete one
-        promo = s.scalars(select(Promotion).where(Promotion.store_id == visit.store_id, Promotion.sku == sku)).first()
-        if promo is not None:
-            promotions[sku] = MultiBuy(sku, promo.quantity, from_cents(promo.price_cents))
+    quantities = kept_units(s, receipt, catalogue, promotions)  # the margin refunds are priced at too
+    add_catalogue_entries(s, visit.store_id, {sku}, catalogue, promotions)
+    if sku not in catalogue:
+        raise ConflictError(f"SKU {sku} is not in store {visit.store_id}'s catalogue: it cannot be charged")
     amount = added_amount(quantities, sku, quantity, catalogue, promotions, priced.tax_rate)
     extra = ExtraCharge(
         id=new_id("x"),
