@@ -7,8 +7,9 @@ import math
 
 from store_edge.fusion.engine import Decision, EngineOutput, FusionEngine
 from store_edge.fusion.products import ProductHypothesis
-from store_edge.fusion.shoppers import NS, _distance_to_segment
+from store_edge.fusion.shoppers import NS
 from store_edge.fusion.weight_events import WeightEvent
+from store_edge.layout.model import distance_to_segment
 
 WEIGHT_SIGMA_G = 10.0
 
@@ -38,7 +39,7 @@ class BaselineEngine(FusionEngine):
                 continue
             for t, x, y, _ in hist.samples:
                 if abs(t - event.start_ns) <= NS:
-                    d = _distance_to_segment((x, y), geo.front_left, geo.front_right)
+                    d = distance_to_segment((x, y), geo.front_left, geo.front_right)
                     if nearest is None or d < nearest[0]:
                         nearest = (d, visit)
         if nearest is None:

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
-from store_edge.layout.model import Gate, StoreLayout
+from store_edge.layout.model import Gate, StoreLayout, distance_to_segment
 
 NS = 1_000_000_000
 
@@ -194,16 +194,8 @@ class ShopperCandidate:
     track_id: str | None
 
 
-def _distance_to_segment(p: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
-    ax, ay = a
-    dx, dy = b[0] - ax, b[1] - ay
-    seg2 = dx * dx + dy * dy
-    t = 0.0 if seg2 == 0 else max(0.0, min(1.0, ((p[0] - ax) * dx + (p[1] - ay) * dy) / seg2))
-    return math.hypot(p[0] - (ax + t * dx), p[1] - (ay + t * dy))
-
-
 def _gate_distance(p: tuple[float, float], gate: Gate) -> float:
-    return _distance_to_segment(p, gate.line[0], gate.line[1])
+    return distance_to_segment(p, gate.line[0], gate.line[1])
 
 
 class ShopperRegistry:
@@ -557,7 +549,7 @@ class ShopperRegistry:
             for t, x, y, hand in hist.samples:
                 if t < lo or t > hi:
                     continue
-                d = _distance_to_segment((x, y), front_a, front_b)
+                d = distance_to_segment((x, y), front_a, front_b)
                 out = (x - front_a[0]) * normal[0] + (y - front_a[1]) * normal[1]
                 along = math.sqrt(max(0.0, d * d - out * out))
                 if out < -0.1:

@@ -266,6 +266,14 @@ class StoreLayout(_Strict):
         return [g for g in self.gates if g.kind == kind]
 
 
+def distance_to_segment(p: Point2, a: Point2, b: Point2) -> float:
+    """Distance on the floor from a point to a segment (a gate's line, a shelf front)."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    seg2 = dx * dx + dy * dy
+    t = 0.0 if seg2 == 0 else max(0.0, min(1.0, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / seg2))
+    return math.hypot(p[0] - (a[0] + t * dx), p[1] - (a[1] + t * dy))
+
+
 def _polygon_area(poly: NDArray[np.float64]) -> float:
     x, y = poly[:, 0], poly[:, 1]
     return float(0.5 * (np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))

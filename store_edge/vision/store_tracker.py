@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from store_edge.layout.model import distance_to_segment
 from store_edge.vision.appearance import Embedding, cosine
 
 NS = 1_000_000_000
@@ -152,7 +153,7 @@ class StoreTracker:
         return min(self.params.match_m + self.params.walk_m_s * unseen_s, self.params.max_gate_m)
 
     def _at_entry(self, x: float, y: float) -> bool:
-        return any(_distance_to_segment((x, y), a, b) <= self.params.entry_zone_m for a, b in self.entry_lines)
+        return any(distance_to_segment((x, y), a, b) <= self.params.entry_zone_m for a, b in self.entry_lines)
 
     def _likeness(self, track: _Track, obs: CameraObservation) -> float | None:
         """Cosine of the observation's look with the track's, when both are known."""
@@ -367,13 +368,6 @@ def _unit_mean(looks: list[Embedding]) -> Embedding:
     total = np.sum(np.asarray(looks), axis=0)
     norm = float(np.linalg.norm(total))
     return tuple(float(v) for v in (total / norm if norm > 0 else total))
-
-
-def _distance_to_segment(p: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    seg2 = dx * dx + dy * dy
-    t = 0.0 if seg2 == 0 else max(0.0, min(1.0, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / seg2))
-    return math.hypot(p[0] - (a[0] + t * dx), p[1] - (a[1] + t * dy))
 
 
 def _mean(observations: list[CameraObservation]) -> tuple[float, float]:
