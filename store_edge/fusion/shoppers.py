@@ -372,16 +372,18 @@ class ShopperRegistry:
             return
         found = best[1]
         displaced = self.tracks.get(found.track_id) if found.track_id is not None else None
+        if displaced is hist or (displaced is not None and t_ns - displaced.last_ns >= NS):
+            displaced = None  # their old track has ended: nothing to hand this one's person to
         self._bind(hist, found, hist.first_ns)
         found.lost_ns = found.lost_xy = None
         moved = [f"{hist.track_id} -> {found.visit_id}"]
-        if displaced is not None and displaced is not hist and t_ns - displaced.last_ns < NS:
+        if displaced is not None:
             self._bind(displaced, person, displaced.first_ns)
             moved.append(f"{displaced.track_id} -> {person.visit_id}")
         else:
             person.track_id = None
             person.lost_ns, person.lost_xy = hist.first_ns, hist.first_xy
-        since = min(hist.first_ns, displaced.first_ns if displaced is not None else hist.first_ns)
+        since = min(hist.first_ns, displaced.first_ns) if displaced is not None else hist.first_ns
         self.corrections.append((since, hist.track_id, displaced.track_id if displaced else hist.track_id))
         self.alerts.append((since, "a lost track was continued by the wrong person; undone: " + ", ".join(moved)))
 
