@@ -59,18 +59,27 @@ def decode_image(data: bytes) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def frame_time_ns(msg: m.CameraFrame) -> int:
+    return msg.timestamp.sec * NS + msg.timestamp.nsec
+
+
 def frame_from_message(msg: m.CameraFrame) -> Frame:
-    ts = msg.timestamp.sec * NS + msg.timestamp.nsec
-    return Frame(msg.frame_id, ts, decode_image(base64.b64decode(msg.data)))
+    return Frame(msg.frame_id, frame_time_ns(msg), decode_image(base64.b64decode(msg.data)))
 
 
-def frames_from_recording(path: str | Path) -> Iterator[Frame]:
+def recorded_frame_messages(path: str | Path) -> Iterator[m.CameraFrame]:
+    """A recording's camera frames as sent, every camera, in recording order."""
     for rec in read_messages(path):
         parsed = parse_topic(rec.topic)
         if parsed is None or parsed.kind != "camera_frame":
             continue
         msg = decode(rec.topic, rec.data, parsed)
         assert isinstance(msg, m.CameraFrame)
+        yield msg
+
+
+def frames_from_recording(path: str | Path) -> Iterator[Frame]:
+    for msg in recorded_frame_messages(path):
         yield frame_from_message(msg)
 
 
@@ -363,15 +372,10 @@ def publish_recorded_frames(
     t0_wall = time.time_ns()
     sent = 0
     try:
-        for rec in read_messages(recording):
-            parsed = parse_topic(rec.topic)
-            if parsed is None or parsed.kind != "camera_frame":
-                continue
-            msg = decode(rec.topic, rec.data, parsed)
-            assert isinstance(msg, m.CameraFrame)
+        for msg in recorded_frame_messages(recording):
             if camera_id is not None and msg.frame_id != camera_id:
                 continue
-            t_rec = msg.timestamp.sec * NS + msg.timestamp.nsec
+            t_rec = frame_time_ns(msg)
             if fps and msg.frame_id in last_sent and t_rec - last_sent[msg.frame_id] < NS / fps - NS // 1000:
                 continue
             last_sent[msg.frame_id] = t_rec
