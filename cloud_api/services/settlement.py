@@ -51,6 +51,15 @@ def _lock_visit(c: Container, s: Session, visit_id: str) -> Visit | None:
     return s.scalars(q).first()
 
 
+def _lock_visit_and_payment(c: Container, s: Session, visit_id: str, payment_id: str) -> tuple[Visit, Payment]:
+    """The visit (locked) and the payment a charge attempt is recording its outcome on; both exist."""
+    visit = _lock_visit(c, s, visit_id)
+    payment = s.get(Payment, payment_id)
+    assert visit is not None
+    assert payment is not None
+    return visit, payment
+
+
 def check_staff_store(staff: Staff, visit: Visit) -> None:
     """Staff of one store act on that store's visits only (admins, with no store, on every store's)."""
     if staff.store_id is not None and staff.store_id != visit.store_id:
@@ -326,10 +335,7 @@ def _record_processor_error(c: Container, visit_id: str, payment_id: str, error:
     charges the payment method afresh under a new key; after MAX_ATTEMPTS it waits for staff."""
     now = c.now_ns()
     with c.transaction() as s:
-        visit = _lock_visit(c, s, visit_id)
-        payment = s.get(Payment, payment_id)
-        assert visit is not None
-        assert payment is not None
+        visit, payment = _lock_visit_and_payment(c, s, visit_id, payment_id)
         if payment.state != "charging":
             return visit.state
         payment.error, payment.claimed_ns, payment.updated_ns = f"processor error: {error}", None, now
@@ -347,10 +353,7 @@ def _record_outcome(
 ) -> str:
     now = c.now_ns()
     with c.transaction() as s:
-        visit = _lock_visit(c, s, visit_id)
-        payment = s.get(Payment, payment_id)
-        assert visit is not None
-        assert payment is not None
+        visit, payment = _lock_visit_and_payment(c, s, visit_id, payment_id)
         if payment.state != "charging" or visit.state != "charging":
             return visit.state  # our lease ran out and another worker recorded the (same, idempotent) outcome
         account = s.get(Account, payment.account_id)
