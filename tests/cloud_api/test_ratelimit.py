@@ -17,15 +17,32 @@ from cloud_api.main import create_app
 from tests.cloud_api.conftest import Clock, World, cart_body, make_container, make_world
 
 
+class StoppedClock(Clock):
+    """Time moves only when the test says: the buckets refill at 10 tokens a second, and a slow shared CI
+    box took over 0.1 s for a few requests (a token came back mid-test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.start_ns = time.time_ns()
+
+    def __call__(self) -> int:
+        return self.start_ns + self.offset_ns
+
+
+@pytest.fixture
+def stopped() -> StoppedClock:
+    return StoppedClock()
+
+
 @pytest.fixture
 def limited(
-    base_settings: Settings, engine: Engine, gateway: TestModePaymentGateway, clock: Clock
+    base_settings: Settings, engine: Engine, gateway: TestModePaymentGateway, stopped: StoppedClock
 ) -> Iterator[tuple[TestClient, World]]:
     settings = base_settings.with_(
         auth_failure_burst=5, auth_failures_per_minute=600, bad_code_burst=3, bad_codes_per_minute=600,
         max_body_bytes=20_000,
     )  # fmt: skip
-    c = make_container(settings, engine, gateway, clock)
+    c = make_container(settings, engine, gateway, stopped)
     with TestClient(create_app(container=c)) as client:
         yield client, make_world(c)
 
@@ -35,7 +52,9 @@ def _code(client: TestClient, w: World) -> str:
     return token
 
 
-def test_guessing_keys_is_slowed_down_then_allowed_again(limited: tuple[TestClient, World]) -> None:
+def test_guessing_keys_is_slowed_down_then_allowed_again(
+    limited: tuple[TestClient, World], stopped: StoppedClock
+) -> None:
     client, w = limited
     answers = [client.get("/v1/shoppers/me/visits", headers=w.auth(f"shp_guess{i}")).status_code for i in range(7)]
     assert answers == [401] * 5 + [429] * 2
@@ -43,7 +62,7 @@ def test_guessing_keys_is_slowed_down_then_allowed_again(limited: tuple[TestClie
     assert r.status_code == 429
     assert int(r.headers["Retry-After"]) >= 1
     assert "unknown keys" in r.json()["message"]
-    time.sleep(0.3)  # 600 a minute: a token every 0.1 s
+    stopped.advance(0.3)  # 600 a minute: a token every 0.1 s
     assert client.get("/v1/shoppers/me/visits", headers=w.shopper("alice")).status_code == 200
 
 
@@ -52,7 +71,7 @@ def test_valid_keys_are_never_slowed(limited: tuple[TestClient, World]) -> None:
     assert {client.get("/v1/shoppers/me/visits", headers=w.shopper("alice")).status_code for _ in range(30)} == {200}
 
 
-def test_brute_forcing_codes_at_a_gate_is_refused(limited: tuple[TestClient, World]) -> None:
+def test_brute_forcing_codes_at_a_gate_is_refused(limited: tuple[TestClient, World], stopped: StoppedClock) -> None:
     client, w = limited
     forged = _code(client, w)[:-4] + "AAAA"
 
@@ -65,7 +84,7 @@ def test_brute_forcing_codes_at_a_gate_is_refused(limited: tuple[TestClient, Wor
     status, message = scan(_code(client, w))  # even a good code waits: the gate is being brute-forced
     assert status == 429
     assert "forged or malformed" in message
-    time.sleep(0.3)
+    stopped.advance(0.3)
     assert scan(_code(client, w)) == (200, "None")  # opened: no reason
 
 
