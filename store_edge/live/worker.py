@@ -34,6 +34,7 @@ from store_edge.fusion.engine import Cart, EngineOutput, EngineParams, FusionEng
 from store_edge.fusion.engine import ReviewTicket as EngineTicket
 from store_edge.fusion.evidence import WeightTraceBuffer, ticket_evidence
 from store_edge.layout.model import StoreLayout
+from store_edge.live.clock import ClockChange, ClockOffsets, ClockParams
 from store_edge.live.cloud import CloudSender
 from store_edge.live.ingest import Deduplicator, LateMessageError, Reorderer
 from store_edge.live.input_process import InputProcess
@@ -41,12 +42,14 @@ from store_edge.live.mqtt import BrokerAddress, MqttLink
 from store_edge.live.state import Journal, Outbox
 from store_edge.protocol import messages as m
 from store_edge.protocol.codec import ProtocolError, decode, encode
-from store_edge.protocol.topics import parse_topic, store_prefix, subscription, topic_for
+from store_edge.protocol.topics import ParsedTopic, parse_topic, store_prefix, subscription, topic_for
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
 INPUT_KINDS = {"weight", "curtain", "gate_scan", "gate_decision", "gate_passage", "shopper_tracks"}
 """What the engine consumes; the worker's own outputs and other devices' chatter are not its input."""
+SENSOR_ROLES = {"scale", "curtain", "gate", "tracker"}
+"""Devices whose status messages are samples of their clocks (`ClockOffsets`)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ class WorkerConfig:
     so a shelf's event waits for them and not for the slowest of the store's scales (lower latency);
     "total": every device with every other, in one timestamp order (as `store-edge eval` does)."""
     engine: EngineParams = field(default_factory=EngineParams)
+    clock: ClockParams = field(default_factory=ClockParams)
+    """Device clock offsets: estimated from the stream, timestamps corrected before the merge
+    (`store_edge.live.clock`)."""
 
 
 class WorkerMetrics:
@@ -87,6 +93,17 @@ class WorkerMetrics:
         self.input_age = Gauge(
             "edge_input_age_seconds",
             "Wall clock minus the data time of the newest input handled: while devices talk, growing means behind",
+            registry=r,
+        )
+        self.clock_offset = Gauge(
+            "edge_device_clock_offset_seconds",
+            "A device's clock minus the store's (the scales' median), once its estimate is confident",
+            ["device"],
+            registry=r,
+        )
+        self.clock_corrected = Counter(
+            "edge_clock_corrected_messages",
+            "Messages whose timestamps were corrected for their device's clock",
             registry=r,
         )
         self.process_seconds = Histogram(
@@ -177,6 +194,8 @@ class EdgeWorker:
         scales = [shelf.scale.device_id for shelf in store.shelves_by_id.values()]
         lanes = shelf_lanes(store) if config.merge == "shelf" else None
         self.reorder = Reorderer(round(config.lag_s * NS), round(config.jitter_s * NS), scales, lanes)
+        self.clocks = ClockOffsets(scales, config.clock)
+        """The scales' median clock is the store's; each device's offset from it is taken off."""
         self.link = link
         self.sender: CloudSender | None = None
         self.inbox: queue.Queue[tuple[str, bytes, int | None]] = queue.Queue()
@@ -266,6 +285,8 @@ class EdgeWorker:
         """One message as it came off the broker. True if the engine takes it."""
         parsed = parse_topic(topic)
         if parsed is not None and parsed.kind not in INPUT_KINDS:
+            if parsed.kind == "device_status" and parsed.store_id == self.store.store_id:
+                self._clock_sample(topic, payload, parsed)
             return False  # our own outputs, device status, camera data for the vision worker
         try:
             msg = decode(topic, payload, parsed)
@@ -278,6 +299,12 @@ class EdgeWorker:
         if not self.dedup.accept(msg):
             self.metrics.duplicates.inc()
             return False
+        corrected = self.clocks.correct(msg)
+        if corrected is not msg:
+            self.metrics.clock_corrected.inc()
+            msg = corrected
+        if self.clocks.changes:
+            self._clock_changes(self.clocks.take_changes())
         try:
             ready = self.reorder.push(msg)
         except LateMessageError as e:
@@ -290,6 +317,33 @@ class EdgeWorker:
         counter.inc()
         self._feed(ready)
         return True
+
+    def _clock_sample(self, topic: str, payload: bytes, parsed: ParsedTopic) -> None:
+        """A sensor's status message (its birth at connect, its goodbye) is a sample of its clock: a
+        curtain or a gate may say nothing else before its first event. Not dead-lettered when it
+        cannot be read: the engine does not use it."""
+        try:
+            msg = decode(topic, payload, parsed)
+        except ProtocolError:
+            return
+        if isinstance(msg, m.DeviceStatus) and msg.role in SENSOR_ROLES:
+            self.clocks.observe(msg.header.device_id, msg.header.ts_ns)
+            if self.clocks.changes:
+                self._clock_changes(self.clocks.take_changes())
+
+    def _clock_changes(self, changes: list[ClockChange]) -> None:
+        """A device's clock estimate or correction changed: its gauge, and a warning for the operator
+        when it is off by more than `clock.warn_s` (not again while replaying the journal)."""
+        for c in changes:
+            self.metrics.clock_offset.labels(c.device).set(c.offset_ns / NS)
+            if c.warn and not self._replaying:
+                log.warning(
+                    "device %s: clock %+.3f s off the store's (the scales' median); its timestamps are corrected by "
+                    "%+.3f s: check its time sync (NTP)",
+                    c.device,
+                    c.offset_ns / NS,
+                    c.shift_ns / NS,
+                )
 
     def _feed(self, ready: list[m.Message]) -> None:
         for msg in ready:
@@ -328,10 +382,11 @@ class EdgeWorker:
         self._update_gauges()
 
     def snapshot(self) -> int:
-        """Save the whole state (engine, deduplicator, merge buffer) and delete the journal rows it
-        includes. Called between messages on the worker thread. Returns the rows deleted."""
+        """Save the whole state (engine, deduplicator, merge buffer, clock estimates) and delete the
+        journal rows it includes. Called between messages on the worker thread. Returns the rows deleted."""
         state = pickle.dumps(
-            (self.engine, self.dedup, self.reorder, self.traces, self.tickets), protocol=pickle.HIGHEST_PROTOCOL
+            (self.engine, self.dedup, self.reorder, self.traces, self.tickets, self.clocks),
+            protocol=pickle.HIGHEST_PROTOCOL,
         )
         removed = self.journal.save_snapshot(self._handled_id, __version__, state, time.time_ns())
         self._last_snapshot = time.monotonic()
@@ -348,7 +403,11 @@ class EdgeWorker:
         if snap.software != __version__:
             log.warning("snapshot written by %s, this is %s: loading it anyway", snap.software, __version__)
         try:
-            self.engine, self.dedup, self.reorder, self.traces, self.tickets = pickle.loads(snap.state)  # ours: trusted
+            state = pickle.loads(snap.state)  # ours: trusted
+            # a snapshot from before clock offsets has no estimates: they start again from the journal
+            self.engine, self.dedup, self.reorder, self.traces, self.tickets = state[:5]
+            if len(state) > 5:
+                self.clocks = state[5]
         except Exception:
             # the rows it covered are gone: say loudly what is lost rather than refuse to run the store
             log.exception(
