@@ -6,14 +6,20 @@ closed carts). The live MQTT worker and the offline evaluator both drive it; nei
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from store_edge.fusion.products import PlateInventory, ProductHypothesis, ProductParams, score_products
+from store_edge.fusion.sensor_health import SensorFault, SensorHealthMonitor, SensorHealthParams
 from store_edge.fusion.shoppers import NS, ShopperCandidate, ShopperParams, ShopperRegistry, TrackObservation
-from store_edge.fusion.weight_events import ShelfWeightEventDetector, WeightEvent, WeightEventParams
-from store_edge.layout.model import StoreLayout
+from store_edge.fusion.weight_events import PlateChange, ShelfWeightEventDetector, WeightEvent, WeightEventParams
+from store_edge.layout.model import StoreLayout, distance_to_segment
 from store_edge.protocol.messages import (
     CurtainEvent,
     GateDecision,
@@ -24,6 +30,8 @@ from store_edge.protocol.messages import (
 
 REACH_M = 1.0
 REACH_SPAN_M = 0.6
+AT_PLATES_M = 0.05
+"""A hand that went in this close to the plates that changed went in at them (the curtain's error)."""
 """A hand that went in this far beside the plates that changed may still have taken from them (a
 multi-unit pick along a wide facing)."""
 """A shopper standing further than this from the shelf front cannot have taken from it."""
@@ -38,6 +46,23 @@ class EngineParams:
     weight: WeightEventParams = field(default_factory=WeightEventParams)
     products: ProductParams = field(default_factory=ProductParams)
     shoppers: ShopperParams = field(default_factory=ShopperParams)
+    health: SensorHealthParams = field(default_factory=SensorHealthParams)
+    """Frozen and dead plates; a curtain is stuck after `weight.max_hand_s`."""
+
+
+FAULT_AFTER_S = 2.0
+"""A change a plate shows within this long after its fault ended was measured from a level read
+during the fault (a frozen plate's jump back to its true load)."""
+BLIND_REACH_MARGIN_M = 0.1
+"""A hand that went in this close to a faulty plate may have taken from it or put something on it."""
+STAND_M = 0.75
+STAND_S = 1.5
+"""Where a faulty plate's shelf has no working curtain to see hands go in, someone who stood this close
+to the plate's front (a reacher stands ShopperParams.reach_m + body_std_m out) this long may have
+reached it. With a working curtain only its hands count: standing is too common near a shelf."""
+FAULT_MIN_P = 0.1
+"""With a faulty sensor, who made an event or a reach is blurred: every shopper at least this likely to
+have made it gets its lines under review."""
 
 
 @dataclass
@@ -126,6 +151,8 @@ class EngineOutput:
     """Tickets raised earlier that no longer stand (their event was re-decided)."""
     closed_carts: list[Cart] = field(default_factory=list)
     inventory_events: list[InventoryEvent] = field(default_factory=list)
+    sensor_faults: list[SensorFault] = field(default_factory=list)
+    """Sensor faults that began (`until_ns` None) or ended (`FusionEngine.health` has those in force)."""
 
     def extend(self, other: EngineOutput) -> None:
         self.changed_carts += [c for c in other.changed_carts if c not in self.changed_carts]
@@ -133,10 +160,15 @@ class EngineOutput:
         self.withdrawn_tickets += other.withdrawn_tickets
         self.closed_carts += other.closed_carts
         self.inventory_events += other.inventory_events
+        self.sensor_faults += other.sensor_faults
 
     def open_tickets(self) -> list[ReviewTicket]:
         withdrawn = set(self.withdrawn_tickets)
         return [t for t in self.tickets if t.ticket_id not in withdrawn]
+
+
+def _likely_then_nearest(c: ShopperCandidate) -> tuple[float, float]:
+    return -round(c.probability, 2), math.inf if c.distance_m is None else c.distance_m
 
 
 class FusionEngine:
@@ -157,6 +189,29 @@ class FusionEngine:
         """Per shelf, when and where (m along the shelf) hands entered it (from the light curtain)."""
         self.reaches: dict[str, list[Reach]] = {}
         """Per shelf, the hands' visits (the last 200)."""
+        self._watch_sensors()
+
+    def _watch_sensors(self) -> None:
+        self.health = SensorHealthMonitor(
+            self.params.weight.max_hand_s, getattr(self.params, "health", None) or SensorHealthParams()
+        )
+        """Which plates and curtains are faulty (`health.report()`: sensor, since, kind of each)."""
+        self._blind: list[tuple[SensorFault, Reach, str | None]] = []
+        """Hands that went in at a faulty plate, to be put to the shoppers once their tracks are in (with
+        the track that stood there, where no curtain saw the hand)."""
+        self._blind_seen: set[tuple[str, int, float]] = set()
+        self._faulty_plates: dict[str, SensorFault] = {}
+        """Plates faulty now, by id."""
+        self._stands: dict[tuple[str, str], tuple[SensorFault, int, int]] = {}
+        """(plate, track) -> (fault, from, until): someone standing at a faulty plate."""
+        self._faulty_events = 0
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """An engine saved (a worker's snapshot) before sensor health had no monitor: it starts watching
+        from the next readings."""
+        self.__dict__.update(state)
+        if "health" not in state:
+            self._watch_sensors()
 
     # --- input ---------------------------------------------------------------------------------
     def handle(self, msg: Message) -> EngineOutput:
@@ -165,23 +220,23 @@ class FusionEngine:
         if isinstance(msg, WeightBatch):
             det = self._detector(msg)
             times = [msg.t0_ns + i * msg.period_ns for i in range(len(msg.samples))]
-            for event in det.add_batch(times, msg.samples):
+            values = np.asarray(msg.samples, dtype=float)
+            faults = self.health.weight(
+                msg.shelf_id, msg.header.device_id, list(msg.plate_ids), msg.t0_ns, msg.period_ns, values
+            )
+            faults += self.health.check_curtain(msg.shelf_id, times[-1])
+            for fault in faults:
+                self._sensor_fault(fault, out)
+            for event in det.add_batch(times, values):
                 out.extend(self._decide(event))
         elif isinstance(msg, CurtainEvent):
-            if msg.shelf_id in self.detectors:
-                self.detectors[msg.shelf_id].curtain(msg.header.ts_ns, msg.event, msg.x_m)
-            reaches = self.reaches.setdefault(msg.shelf_id, [])
-            if msg.event == "enter":
-                log = self.hands_in.setdefault(msg.shelf_id, [])
-                log.append((msg.header.ts_ns, msg.x_m))
-                del log[: max(0, len(log) - 200)]
-                reaches.append(Reach(msg.header.ts_ns, msg.x_m))
-                del reaches[: max(0, len(reaches) - 200)]
-            else:
-                # a leave closes the nearest open hand (curtains report where the beam cleared)
-                open_ = [r for r in reaches[-20:] if r.out_ns is None]
-                if open_:
-                    min(open_, key=lambda r: abs(r.x_m - msg.x_m)).out_ns = msg.header.ts_ns
+            trusted, faults = self.health.curtain(
+                msg.shelf_id, msg.header.device_id, msg.header.ts_ns, msg.event, msg.x_m
+            )
+            for fault in faults:
+                self._sensor_fault(fault, out)
+            if trusted:
+                self._curtain(msg)
         elif isinstance(msg, GateDecision):
             if msg.decision == "open" and msg.visit_id is not None:
                 self.shoppers.open_visit(msg.header.ts_ns, msg.visit_id, msg.account_id, msg.party_size)
@@ -201,8 +256,31 @@ class FusionEngine:
                 ],
             )
             self._revisit_corrected(out)
+            if self._faulty_plates or self._stands:
+                self._stood_at_faulty_plates(msg)
+            self._blind_reaches(out)
             out.closed_carts += self._close_finished(msg.header.ts_ns)
         return out
+
+    def _curtain(self, msg: CurtainEvent) -> None:
+        if msg.shelf_id in self.detectors:
+            self.detectors[msg.shelf_id].curtain(msg.header.ts_ns, msg.event, msg.x_m)
+        reaches = self.reaches.setdefault(msg.shelf_id, [])
+        if msg.event == "enter":
+            log = self.hands_in.setdefault(msg.shelf_id, [])
+            log.append((msg.header.ts_ns, msg.x_m))
+            del log[: max(0, len(log) - 200)]
+            reach = Reach(msg.header.ts_ns, msg.x_m)
+            reaches.append(reach)
+            del reaches[: max(0, len(reaches) - 200)]
+            for fault in self.health.faults_on(msg.shelf_id):
+                if fault.until_ns is None and fault.plate_id is not None:
+                    self._note_blind_reach(fault, reach)
+        else:
+            # a leave closes the nearest open hand (curtains report where the beam cleared)
+            open_ = [r for r in reaches[-20:] if r.out_ns is None]
+            if open_:
+                min(open_, key=lambda r: abs(r.x_m - msg.x_m)).out_ns = msg.header.ts_ns
 
     def finish(self) -> EngineOutput:
         """End of input: settle pending events and close every cart."""
@@ -210,6 +288,7 @@ class FusionEngine:
         for det in self.detectors.values():
             for event in det.flush():
                 out.extend(self._decide(event))
+        self._blind_reaches(out, final=True)
         for cart in self.carts.values():
             if cart.state != "closed":
                 cart.state = "closed"
@@ -279,12 +358,15 @@ class FusionEngine:
         reach = (r.x_m, r.in_ns, r.out_ns) if r is not None else None
         return self.shoppers.associate(deltas, event.start_ns, event.end_ns, reach)
 
+    def _x_span(self, plate_ids: Iterable[str], margin_m: float) -> tuple[float, float]:
+        """Where along their shelf these plates lie, widened by `margin_m` on each side."""
+        geo = [self.store.plate_geometry[p] for p in plate_ids]
+        return min(g.x_range_m[0] for g in geo) - margin_m, max(g.x_range_m[1] for g in geo) + margin_m
+
     def _reaches_during(self, event: WeightEvent, plate_deltas_g: dict[str, float], beside_m: float) -> list[Reach]:
         """The hands the curtain saw in the shelf while these plates changed, at most `beside_m` beside them:
         in before the plates settled (grip, lift, ringing) and still in after the change began."""
-        geo = [self.store.plate_geometry[p] for p in plate_deltas_g]
-        lo = min(g.x_range_m[0] for g in geo) - beside_m
-        hi = max(g.x_range_m[1] for g in geo) + beside_m
+        lo, hi = self._x_span(plate_deltas_g, beside_m)
         latest_in = event.end_ns - NS // 2
         earliest_out = event.start_ns + NS // 5
         return [
@@ -301,8 +383,7 @@ class FusionEngine:
         or at a plate holding the product; None when there were none or several (a missed hand is as
         likely as a stray one: then the weight places the reach)."""
         during = self._reaches_during(event, plate_deltas_g, REACH_SPAN_M)
-        geo = [self.store.plate_geometry[p] for p in plate_deltas_g]
-        lo, hi = min(g.x_range_m[0] for g in geo) - 0.05, max(g.x_range_m[1] for g in geo) + 0.05
+        lo, hi = self._x_span(plate_deltas_g, AT_PLATES_M)
         at_plates = [r for r in during if lo <= r.x_m <= hi]
         if len(during) > 1 and len(at_plates) == 1:
             return at_plates[0]  # two hands in the shelf (two people side by side): the one at these plates
@@ -361,11 +442,15 @@ class FusionEngine:
         out: EngineOutput,
         ticket_reason: str = "",
     ) -> None:
-        """Add (cart, sku, signed units) lines of one event; below the confidence threshold they go
-        under review together, with one ticket for staff."""
+        """Add (cart, sku, signed units) lines of one event; below the confidence threshold, or when the
+        event depends on a faulty sensor, they go under review together, with one ticket for staff."""
         event, products, shoppers = decision.event, decision.products, decision.shoppers
+        fault = self._fault_of(event)
+        if fault is not None:
+            ticket_reason = "; ".join(r for r in (fault.describe(), ticket_reason or reason) if r)
+            reason = "; ".join(r for r in (fault.describe(), reason) if r)
         status: Literal["confirmed", "under_review"] = (
-            "confirmed" if conf >= self.params.review_below else "under_review"
+            "confirmed" if conf >= self.params.review_below and fault is None else "under_review"
         )
         lines = []
         for cart, sku, qty in changes:
@@ -377,17 +462,253 @@ class FusionEngine:
             decision.lines.append((cart, line))
             if cart not in out.changed_carts:
                 out.changed_carts.append(cart)
+        if fault is not None:
+            # a return not weighed right must not refund silently, nor leave its item charged
+            lines += self._hold_lines(self._returned_picks(decision.lines), fault.describe(), out)
+            lines += self._others_under_fault(decision, fault, out)
         if status == "under_review":
-            self._tickets += 1
-            decision.ticket = ReviewTicket(
-                f"T{self._tickets}",
-                event,
-                ticket_reason or reason or "low confidence",
-                products,
-                shoppers,
-                [line.line_id for line in lines],
+            decision.ticket = self._ticket(
+                event, ticket_reason or reason or "low confidence", products, shoppers, lines, out
             )
-            out.tickets.append(decision.ticket)
+
+    def _ticket(
+        self,
+        event: WeightEvent,
+        reason: str,
+        products: list[ProductHypothesis],
+        shoppers: list[ShopperCandidate],
+        lines: list[CartLine],
+        out: EngineOutput,
+    ) -> ReviewTicket:
+        self._tickets += 1
+        ticket = ReviewTicket(f"T{self._tickets}", event, reason, products, shoppers, [ln.line_id for ln in lines])
+        out.tickets.append(ticket)
+        return ticket
+
+    # --- sensor faults -------------------------------------------------------------------------
+    def _sensor_fault(self, fault: SensorFault, out: EngineOutput) -> None:
+        """A sensor became faulty, or is back. From the fault's start on, what depends on it goes to review:
+        lines already decided are moved there, a stuck curtain's open hands are no longer waited for, and
+        the hands that went in at a faulty plate are put to the shoppers (`_blind_reaches`)."""
+        out.sensor_faults.append(fault)
+        det = self.detectors.get(fault.shelf_id)
+        if fault.until_ns is not None:
+            if fault.plate_id is not None:
+                self._faulty_plates.pop(fault.plate_id, None)
+                if det is not None:
+                    det.ignore_plate(fault.plate_id, False)
+            return
+        if fault.plate_id is None:
+            # stuck on: the hands it reported will never leave, and where they went in is not known
+            if det is not None:
+                det.drop_hands()
+            reaches = self.reaches.get(fault.shelf_id, [])
+            reaches[:] = [r for r in reaches if r.out_ns is not None]
+        else:
+            self._faulty_plates[fault.plate_id] = fault
+            if det is not None and fault.kind == "no_reading":
+                det.ignore_plate(fault.plate_id, True)  # a dead plate is not a neighbour still changing
+            for reach in self.reaches.get(fault.shelf_id, []):
+                self._note_blind_reach(fault, reach)
+        for decision in self.decisions:
+            found = self._fault_of(decision.event)
+            if found is not None:
+                self._hold_decision(decision, found, out)
+
+    def _fault_of(self, event: WeightEvent) -> SensorFault | None:
+        """A fault the event's measurement or placing depends on: its shelf's curtain stuck meanwhile, or a
+        plate of the event or next to it (a unit lying across both) faulty meanwhile or just before."""
+        faults = self.health.faults_on(event.shelf_id)
+        if not faults:
+            return None
+        near = self.params.weight.neighbour_plates
+        indices = [self.store.plate_geometry[p].index_on_shelf for p in event.plate_deltas_g]
+        after = round(FAULT_AFTER_S * NS)
+        for f in faults:
+            if f.plate_id is None:
+                if f.covers(event.start_ns, event.end_ns):
+                    return f
+            elif f.covers(event.start_ns, event.end_ns, after):
+                index = self.store.plate_geometry[f.plate_id].index_on_shelf
+                if any(abs(index - i) <= near for i in indices):
+                    return f
+        return None
+
+    def _hold_lines(self, pairs: list[tuple[Cart, CartLine]], reason: str, out: EngineOutput) -> list[CartLine]:
+        """Move confirmed lines of open carts under review; returns those moved."""
+        held = []
+        for cart, line in pairs:
+            if line.status != "confirmed" or cart.state == "closed":
+                continue
+            line.status = "under_review"
+            line.reason = "; ".join(r for r in (reason, line.reason) if r)
+            cart.version += 1
+            held.append(line)
+            if cart not in out.changed_carts:
+                out.changed_carts.append(cart)
+        return held
+
+    def _returned_picks(self, pairs: list[tuple[Cart, CartLine]]) -> list[tuple[Cart, CartLine]]:
+        """The pick lines of what these lines return (same cart, same product)."""
+        return [
+            (cart, ln)
+            for cart, line in pairs
+            if line.quantity < 0
+            for ln in cart.lines
+            if ln.sku == line.sku and ln.quantity > 0
+        ]
+
+    def _hold_decision(self, decision: Decision, fault: SensorFault, out: EngineOutput) -> None:
+        """An event decided before its sensor was known faulty: its lines (and what a return returns) go
+        under review, under one ticket that replaces the event's earlier one."""
+        pairs = [(c, ln) for c, ln in decision.lines if c.state != "closed"]
+        held = self._hold_lines(pairs + self._returned_picks(pairs), fault.describe(), out)
+        held += self._others_under_fault(decision, fault, out)
+        if not held:
+            return
+        reason = fault.describe()
+        if decision.ticket is not None:
+            out.withdrawn_tickets.append(decision.ticket.ticket_id)
+            reason += "; " + decision.ticket.reason
+        lines = [ln for _, ln in pairs] + [ln for ln in held if all(ln is not x for _, x in pairs)]
+        decision.ticket = self._ticket(decision.event, reason, decision.products, decision.shoppers, lines, out)
+
+    def _others_under_fault(self, decision: Decision, fault: SensorFault, out: EngineOutput) -> list[CartLine]:
+        """The event depends on a faulty sensor, so who made it is blurred (a stuck curtain's hands, a
+        plate's timing): every other shopper at least FAULT_MIN_P likely to have made it gets what it
+        picked as lines under review too, and has what it returned held. Returns the lines added or held."""
+        visits = {c.visit_id for c, _ in decision.lines}
+        items = decision.products[0].items if decision.products else ()
+        picked = items if decision.event.total_g < 0 else ()
+        returned = {sku for sku, _ in items} if decision.event.total_g >= 0 else set()
+        reason = f"{fault.describe()}: may have been this shopper"
+        out_lines: list[CartLine] = []
+        for cand in decision.shoppers:
+            cart = self._cart_for(cand.visit_id)
+            if cart is None or cart.visit_id in visits or cand.probability < FAULT_MIN_P:
+                continue
+            visits.add(cart.visit_id)
+            for sku, qty in picked:
+                line = self._new_line(cart, sku, qty, cand.probability, decision, reason, out)
+                decision.lines.append((cart, line))
+                out_lines.append(line)
+            out_lines += self._hold_lines(
+                [(cart, ln) for ln in cart.lines if ln.sku in returned and ln.quantity > 0], reason, out
+            )
+        return out_lines
+
+    def _new_line(
+        self, cart: Cart, sku: str, qty: int, conf: float, decision: Decision, reason: str, out: EngineOutput
+    ) -> CartLine:
+        """A line under review of a decision's event (or a reach), added to an open cart."""
+        self._lines += 1
+        line = CartLine(
+            f"L{self._lines}",
+            sku,
+            qty,
+            conf,
+            decision.event.event_id,
+            "under_review",
+            decision.products,
+            decision.shoppers,
+            reason,
+        )
+        cart.lines.append(line)
+        cart.version += 1
+        if cart not in out.changed_carts:
+            out.changed_carts.append(cart)
+        return line
+
+    def _note_blind_reach(self, fault: SensorFault, reach: Reach, track_id: str | None = None) -> None:
+        """Keep a hand that went in at a faulty plate while it was faulty, to be put to the shoppers."""
+        assert fault.plate_id is not None
+        lo, hi = self._x_span([fault.plate_id], BLIND_REACH_MARGIN_M)
+        if not lo <= reach.x_m <= hi:
+            return
+        if not fault.covers(reach.in_ns, reach.out_ns if reach.out_ns is not None else reach.in_ns):
+            return
+        key = (fault.plate_id, reach.in_ns, reach.x_m)
+        if key not in self._blind_seen:
+            self._blind_seen.add(key)
+            self._blind.append((fault, reach, track_id))
+
+    def _stood_at_faulty_plates(self, msg: ShopperTracks) -> None:
+        """Who stands at a faulty plate of a shelf without a working curtain: a stay of STAND_S or more
+        is taken as a reach there."""
+        t = msg.header.ts_ns
+        for plate, fault in self._faulty_plates.items():
+            shelf = self.store.shelves_by_id[fault.shelf_id]
+            if shelf.curtain is not None and self.health.curtain_stuck(fault.shelf_id) is None:
+                continue
+            g = self.store.plate_geometry[plate]
+            for track in msg.tracks:
+                if distance_to_segment((track.x, track.y), g.front_left, g.front_right) > STAND_M:
+                    continue
+                key = (plate, track.track_id)
+                _, since, _ = self._stands.get(key, (fault, t, t))
+                self._stands[key] = (fault, since, t)
+        for key, (fault, since, until) in list(self._stands.items()):
+            if until >= t - NS // 2:
+                continue  # still there (or briefly unseen)
+            del self._stands[key]
+            if until - since < STAND_S * NS:
+                continue
+            lo, hi = self.store.plate_geometry[key[0]].x_range_m
+            self._note_blind_reach(fault, Reach(since, (lo + hi) / 2, until), key[1])
+
+    def _blind_reaches(self, out: EngineOutput, final: bool = False) -> None:
+        """Hands that went in at a faulty plate: what they took or put there was not weighed. Whoever
+        reached (FAULT_MIN_P or more likely) gets, under review, each product the plate holds, as many
+        units as one event is scored for (a pick nobody saw), and the items already in the cart held for
+        review (a put-back nobody saw). Done once the reach's tracks are in: a second after the hand came
+        out (or 3 s after it went in, if no leave came)."""
+        if not self._blind:
+            return
+        keep = []
+        for fault, reach, track_id in self._blind:
+            end = reach.out_ns if reach.out_ns is not None else reach.in_ns + 3 * NS
+            if not final and self.now_ns < end + NS:
+                keep.append((fault, reach, track_id))
+                continue
+            self._blind_reach(fault, reach, end, track_id, out)
+        self._blind = keep
+
+    def _blind_reach(
+        self, fault: SensorFault, reach: Reach, end_ns: int, track_id: str | None, out: EngineOutput
+    ) -> None:
+        plate = fault.plate_id
+        assert plate is not None
+        geo = self.store.plate_geometry[plate]
+        if track_id is None:  # a curtain's hand: whose, from where people stood and reached
+            shoppers = self.shoppers.associate(
+                {plate: -1.0}, reach.in_ns, end_ns, (reach.x_m, reach.in_ns, reach.out_ns)
+            )
+        else:  # someone seen standing there
+            visit = self.shoppers.visit_of_track(track_id, (reach.in_ns + end_ns) // 2)
+            shoppers = [ShopperCandidate(visit, 1.0, None, track_id)] if visit else []
+        # what may have been taken: each product on the plate, as many units as one event is scored for
+        units = {s: min(n, self.params.products.max_units) for s, n in self.inventory.units[plate].items() if n > 0}
+        skus = sorted(units)
+        products = [ProductHypothesis(((s, units[s]),), 1.0 / len(skus), 0.0) for s in skus]
+        self._faulty_events += 1
+        event = WeightEvent(
+            f"{plate}-unweighed{self._faulty_events}",
+            fault.shelf_id,
+            reach.in_ns,
+            end_ns,
+            (PlateChange(plate, geo.index_on_shelf, reach.in_ns, end_ns, 0.0, 0.0, 0.0),),
+        )
+        reason = f"{fault.describe()}: a shopper reached there; what was taken or put back was not weighed"
+        unweighed = Decision(event, products, shoppers)  # not kept: nothing to re-decide
+        for cand in shoppers:
+            cart = self._cart_for(cand.visit_id)
+            if cart is None or cand.probability < FAULT_MIN_P:
+                continue
+            carried = [(cart, ln) for ln in cart.lines if ln.quantity > 0]
+            lines = self._hold_lines(carried, reason, out)
+            lines += [self._new_line(cart, sku, units[sku], 0.0, unweighed, reason, out) for sku in skus]
+            if lines:
+                self._ticket(event, reason, products, shoppers, lines, out)
 
     def _cart_for(self, visit_id: str | None) -> Cart | None:
         if visit_id is None:
@@ -410,6 +731,9 @@ class FusionEngine:
         hands = decision.hands
         if hands < 2:
             return False
+        split = self._apply_pick_split_by_hand(decision, out)
+        if split != "shared":
+            return split == "split"
         # with several hands seen, whoever stood within reach took part, however the hand evidence split
         takers = [
             c
@@ -436,6 +760,67 @@ class FusionEngine:
             f"{hands} shoppers took {qty} at once",
         )
         return True
+
+    def _apply_pick_split_by_hand(
+        self, decision: Decision, out: EngineOutput
+    ) -> Literal["split", "one hand", "shared"]:
+        """Several hands in the shelf at once took units of one product: each plate's units go with the
+        hand that went in nearest it, and each hand's units to whoever reached there ("split"). When all
+        the plates lie nearest one hand and the others went in beside them, that hand took them all
+        ("one hand"). "shared" (nothing done): hands at the same plates, or plates that do not add up to
+        whole units per hand; the caller shares the units out."""
+        event, best = decision.event, decision.products[0]
+        reaches = self._reaches_during(event, event.plate_deltas_g, 0.15)
+        lo, hi = self._x_span(event.plate_deltas_g, AT_PLATES_M)
+        sku, qty = best.items[0]
+        unit = self.store.products_by_sku[sku].unit_weight_g
+        groups: dict[int, dict[str, float]] = {}
+        for plate, delta in event.plate_deltas_g.items():
+            a, b = self.store.plate_geometry[plate].x_range_m
+            k = min(range(len(reaches)), key=lambda k: abs(reaches[k].x_m - (a + b) / 2))
+            groups.setdefault(k, {})[plate] = delta
+        if len(groups) == 1:
+            (k,) = groups
+            beside = all(not lo <= r.x_m <= hi for i, r in enumerate(reaches) if i != k)
+            return "one hand" if beside else "shared"
+        if len(groups) < len(reaches):
+            return "shared"  # two hands at the same plates: which took how many, the plates cannot say
+        units = {k: round(-sum(g.values()) / unit.mean) for k, g in groups.items()}
+        # each hand's share must be whole units by weight (the spread of a unit allowed), all adding up
+        whole = all(
+            n >= 1 and abs(-sum(groups[k].values()) - n * unit.mean) <= 3 * unit.std * math.sqrt(n) + 5.0
+            for k, n in units.items()
+        )
+        if not whole or sum(units.values()) != qty:
+            return "shared"
+        order = sorted(groups, key=lambda k: reaches[k].x_m)
+        per_hand = [
+            self.shoppers.associate(
+                groups[k], event.start_ns, event.end_ns, (reaches[k].x_m, reaches[k].in_ns, reaches[k].out_ns)
+            )
+            for k in order
+        ]
+        who, sure = _assign_hands(per_hand)
+        changes: list[tuple[float, Cart, int, str]] = []
+        for k, cand, p in zip(order, who, sure, strict=True):
+            cart = self._cart_for(cand.visit_id)
+            if cart is None:
+                return "shared"
+            changes.append((best.probability * p, cart, units[k], f"{units[k]} to {cand.visit_id} {p:.0%}"))
+        hands = len(reaches)
+        # a hand whose taker is clear is charged; the unclear ones go to staff together, on one ticket
+        for held in (False, True):
+            part = [c for c in changes if (c[0] < self.params.review_below) == held]
+            if part:
+                self._add_lines(
+                    decision,
+                    [(cart, sku, n) for _, cart, n, _ in part],
+                    min(c[0] for c in part),
+                    f"{hands} hands at once, units by where each went: " + ", ".join(c[3] for c in part),
+                    out,
+                    f"{hands} shoppers took {qty} at once",
+                )
+        return "split"
 
     def _apply_two_hand_pick(self, decision: Decision, out: EngineOutput) -> bool:
         """Two products taken with two hands at once (often two shoppers side by side): each product
@@ -468,11 +853,16 @@ class FusionEngine:
         cart = self._cart_for(top.visit_id)
         if cart is None:
             reason = "nobody near the shelf" if top.visit_id is None else "the likely shopper's visit is closed"
-            if top.probability >= self.params.review_below:
+            faulty = self._fault_of(event) is not None
+            if top.probability >= self.params.review_below and not faulty:
                 out.inventory_events.append(InventoryEvent(event, reason, products))
                 return
-            # someone may still have taken it: ask staff, charge nobody meanwhile
-            cart = next((self._cart_for(c.visit_id) for c in shoppers if self._cart_for(c.visit_id)), None)
+            # someone may still have taken it (with a faulty sensor, when and where are blurred: the
+            # nearest of the equally unlikely): ask staff, charge nobody meanwhile
+            takers = [c for c in shoppers if self._cart_for(c.visit_id)]
+            if faulty:
+                takers.sort(key=_likely_then_nearest)
+            cart = self._cart_for(takers[0].visit_id) if takers else None
             if cart is None:
                 out.inventory_events.append(InventoryEvent(event, reason, products))
                 return
@@ -516,3 +906,21 @@ class FusionEngine:
             out,
             f"return unsure: product {best.probability:.0%}, shopper {p_shopper:.0%}",
         )
+
+
+def _assign_hands(per_hand: list[list[ShopperCandidate]], top: int = 4) -> tuple[list[ShopperCandidate], list[float]]:
+    """Who reached with each of several hands in a shelf at once: the likeliest way to give each hand one
+    of its candidates, no person to two hands (a hand seen near both spots is counted once), and for each
+    hand the probability that its taker is right (over all the ways). Each hand's candidates are its own
+    P(person | that reach)."""
+    ways: list[tuple[float, tuple[ShopperCandidate, ...]]] = []
+    for combo in itertools.product(*(cands[:top] for cands in per_hand)):
+        people = [c.track_id for c in combo if c.visit_id is not None]
+        if len(people) == len(set(people)):
+            ways.append((math.prod(c.probability for c in combo), combo))
+    total = sum(w for w, _ in ways)
+    if total <= 0:
+        return [cands[0] for cands in per_hand], [0.0] * len(per_hand)
+    chosen = max(ways, key=lambda w: w[0])[1]
+    sure = [sum(w for w, combo in ways if combo[i].visit_id == c.visit_id) / total for i, c in enumerate(chosen)]
+    return list(chosen), sure

@@ -343,9 +343,16 @@ class ShopperRegistry:
                 names = ", ".join(f"{pairs[r][0]} -> {pairs[c][1].visit_id}" for r, c in moved)
                 self.corrections.append((since, pairs[moved[0][0]][0], pairs[moved[-1][0]][0]))
                 self.alerts.append((since, f"tracks swapped ids in a crowd; undone: {names}"))
+        people = [person for _, person in pairs]
         for track_id, look in list(enc.looks.items()):
-            if look.count >= p.verdict_frames:
+            if look.count < p.verdict_frames:
+                continue
+            own = self._current_person(track_id)
+            fits_other = own is not None and any(q.look.cosine(look) > own.look.cosine(look) for q in people)
+            if not fits_other:
                 enc.forget(track_id)
+            # else it looks more like someone else of the crowd than its own person, though not enough
+            # to move ids while their track is unseen: keep it until that track is apart too
 
     def _confirm_fragment(self, t_ns: int, hist: TrackHistory, person: Person) -> None:
         """A fragment was bound to whoever vanished nearest; its look says whether that was right. If

@@ -37,8 +37,11 @@ class WeightEventParams:
     """How many plates apart changes may lie and still be one event (a unit may lie across two plates).
     A hand taking from plates further apart gives two events for the same shopper, which is harmless;
     joining them would merge two shoppers reaching two plates apart."""
-    max_hand_s: float = 30.0
-    """A curtain reporting a hand for longer than this is taken as stuck and ignored."""
+    max_hand_s: float = 15.0
+    """A curtain reporting a hand for longer than this is taken as stuck and ignored (the engine's sensor
+    health flags it from then on). The longest reach in the sample recordings is 8.7 s (an item held on
+    the shelf; the generator holds up to 10 s); every second a stuck hand is waited for holds back the
+    whole shelf's events, and a cart may close meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,9 @@ class _PlateState:
 class ShelfWeightEventDetector:
     """Finds weight events on one shelf. Feed `add_batch` in time order; it returns finished events."""
 
+    _ignored: frozenset[int] = frozenset()
+    """Plates known dead (`ignore_plate`): their endless activity holds no neighbour back."""
+
     def __init__(
         self, shelf_id: str, plate_ids: list[str], rate_hz: float, params: WeightEventParams | None = None
     ) -> None:
@@ -117,6 +123,16 @@ class ShelfWeightEventDetector:
             # the leave matches the nearest open hand (curtains report where the beam cleared)
             nearest = min(self._hands, key=lambda x: abs(x - x_m))
             del self._hands[nearest]
+
+    def drop_hands(self) -> None:
+        """The curtain is stuck: stop waiting for the hands it reported."""
+        self._hands.clear()
+
+    def ignore_plate(self, plate_id: str, ignored: bool = True) -> None:
+        """A plate that gives no readings stays 'active' for ever: while ignored, its neighbours' changes
+        are emitted without waiting for it to settle."""
+        index = self.plate_ids.index(plate_id)
+        self._ignored = self._ignored | {index} if ignored else self._ignored - {index}
 
     def _hand_in(self, t_ns: int) -> bool:
         limit = round(self.params.max_hand_s * 1e9)
@@ -249,7 +265,10 @@ class ShelfWeightEventDetector:
             indices = {c.plate_index for c in g}
             latest = max(c.end_ns for c in g)
             neighbour_active = any(
-                p.active_since_ns is not None and any(abs(p.index - i) <= reach for i in indices) for p in self.plates
+                p.active_since_ns is not None
+                and p.index not in self._ignored
+                and any(abs(p.index - i) <= reach for i in indices)
+                for p in self.plates
             )
             if neighbour_active or now_ns - latest < gap:
                 keep.extend(g)

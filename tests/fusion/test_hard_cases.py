@@ -294,3 +294,39 @@ def test_units_of_a_wide_facing_go_to_the_hand_the_curtain_saw(run_scenario: Run
     assert COCOA not in dave.receipt
     assert ev.carts["visit-alice"].receipt in ({COCOA: 3}, {})
     assert ev.items.precision == 1.0
+
+
+CHEESE_PUFFS = "2641146113278"  # 243.9 g, G2-S1-P06..09
+
+
+def test_two_shoppers_taking_one_product_side_by_side_get_the_units_of_their_own_plates(
+    run_scenario: RunScenario,
+) -> None:
+    # a takes one bag from the right end of the facing while b, beside a, takes two from its left end:
+    # one event of 3 units with two hands in the shelf. Shared out evenly, a would pay for b's second bag;
+    # each hand's plates say who took how many.
+    ev = run_scenario(
+        [
+            Shopper(
+                id="a",
+                account="acct-a",
+                enter_s=2,
+                actions=[Action(at_s=20, kind="pick", sku=CHEESE_PUFFS, plates=["G2-S1-P09"])],
+            ),
+            Shopper(
+                id="b",
+                account="acct-b",
+                enter_s=5,
+                actions=[
+                    Action(at_s=20.2, kind="pick", sku=CHEESE_PUFFS, quantity=2, plates=["G2-S1-P06", "G2-S1-P07"])
+                ],
+            ),
+        ],
+        curtain={"miss_prob": 0.0},
+    )
+    # never charged for the other's bag; what is not charged is held for staff, not dropped
+    assert {v: c.net(include_review=True) for v, c in ev.carts.items()} == {
+        "visit-a": Counter({CHEESE_PUFFS: 1}),
+        "visit-b": Counter({CHEESE_PUFFS: 2}),
+    }
+    assert ev.items.precision == 1.0

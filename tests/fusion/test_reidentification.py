@@ -127,3 +127,42 @@ def test_fragments_continuing_the_wrong_people_are_moved_by_their_looks(demo_sto
     assert reg.visit_of_track("t4", 25 * NS) == "visit-1"
     assert reg.corrections
     assert min(c[0] for c in reg.corrections) == 25 * NS
+
+
+def test_a_swap_seen_first_on_one_lookalike_waits_for_the_other_track(demo_store: StoreLayout) -> None:
+    # four visits crowd at CROWD; at 33 s the tracker swaps the ids of persons 0 and 1, who dress
+    # alike. Person 0 (now on t2) walks off at 36 s; person 1 (now on t1) stays in the crowd with the
+    # other two until 50 s. t2 alone fits person 0 better than its own person 1, but not by enough to
+    # move ids while three tracks of the crowd are unseen: it must wait for t1 rather than be settled
+    reg = ShopperRegistry(demo_store)
+    rng = np.random.default_rng(9)
+    looks = _looks(4, seed=21)
+    alike = 0.45 * looks[0] + 0.9 * looks[1]
+    looks[1] = alike / np.linalg.norm(alike)
+    spots = [(2.5, 3.0), (5.0, 3.0), (4.0, 6.0), (6.0, 6.0)]
+    track_of = [f"t{k + 1}" for k in range(4)]
+    for k in range(4):
+        reg.open_visit(k * 4 * NS, f"visit-{k}", f"acct-{k}", 1)
+    for tick in range(70 * 10):
+        t = tick * TICK_NS
+        if t == 33 * NS:
+            track_of[0], track_of[1] = track_of[1], track_of[0]
+        obs = []
+        for k in range(4):
+            t_in = k * 4 * NS + NS
+            if t < t_in:
+                continue
+            leave_s = 36 if k == 0 else 50
+            if t < 30 * NS:
+                xy = _walk(ENTRY, spots[k], min(1.0, (t - t_in) / (4 * NS)))
+            elif t < leave_s * NS:
+                angle = 2 * math.pi * k / 4
+                xy = (CROWD[0] + 0.25 * math.cos(angle), CROWD[1] + 0.25 * math.sin(angle))
+            else:
+                xy = _walk(CROWD, spots[(k + 2) % 4], min(1.0, (t - leave_s * NS) / (3 * NS)))
+            obs.append(TrackObservation(track_of[k], xy[0], xy[1], None, _embedding(looks[k], rng)))
+        reg.observe(t, obs)
+    assert reg.visit_of_track("t2", 60 * NS) == "visit-0"
+    assert reg.visit_of_track("t1", 60 * NS) == "visit-1"
+    assert [reg.visit_of_track(t, 60 * NS) for t in ("t3", "t4")] == ["visit-2", "visit-3"]
+    assert reg.corrections
