@@ -17,8 +17,9 @@ venv: $(STAMP)
 
 # The whole store on this machine: MQTT broker, cloud API, edge worker and gate, a recording replayed
 # through them; prints each receipt as it is sent and the score against the ground truth (Ctrl-C to stop).
+# RECORDING=sample_data/recordings/demo-frames-3x1min-seed9.mcap: one with camera frames (the vision worker too).
 demo: $(STAMP)
-	$(VENV)/bin/store-edge demo --out $(OUT)/demo
+	$(VENV)/bin/store-edge demo --out $(OUT)/demo $(if $(RECORDING),--recording $(RECORDING))
 
 # Simulate the scripted hard cases and a random session, draw them, and score the fusion engine offline.
 pictures: $(STAMP)

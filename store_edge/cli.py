@@ -439,11 +439,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--recording",
         default="sample_data/recordings/demo-random-8x4min-seed1.mcap",
-        help="a recording made by `store-edge simulate` (with its ground truth)",
+        help="a recording made by `store-edge simulate` (with its ground truth); one with camera frames "
+        "(`simulate --frames`, e.g. sample_data/recordings/demo-frames-3x1min-seed9.mcap) also runs the vision "
+        "worker on them, in place of the recorded tracks",
     )
     demo.add_argument("--out", default="out/demo", help="folder for the databases, logs, keys and the result")
     demo.add_argument("--speed", type=float, default=10.0, help="times faster than real time (default 10)")
-    demo.add_argument("--once", action="store_true", help="exit when every receipt is in (default: keep running)")
+    demo.add_argument(
+        "--once",
+        action="store_true",
+        help="exit when every receipt is in, or with vision when the edge worker has settled (default: keep running)",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=_cmd_demo)
 
