@@ -8,7 +8,9 @@
    Train and test are split by scenario (different seeds, so different people, stores' looks and
    paths); the test scenarios are never seen in training.
 2. Trains a small ultralytics detector from its yaml config (no pretrained weights: nothing is
-   downloaded) at `--imgsz` on the CPU, with fixed seeds and ultralytics' deterministic mode.
+   downloaded) at `--imgsz` on the CPU, with fixed seeds and ultralytics' deterministic mode, in up to three
+   stages: from scratch, then once or twice more from the previous stage's weights with a fresh learning-rate
+   schedule (warm restart).
 3. Evaluates the trained weights on the held-out test frames (precision, recall, mAP50, mAP50-95),
    copies them to `--weights-out` and writes the model card `--card` with the numbers.
 
@@ -41,6 +43,9 @@ from store_edge.sim.plan import Plan, build_plan, rng_for
 
 REPO = Path(__file__).resolve().parent.parent
 STORES = {"demo": REPO / "sample_data/stores/demo.yaml", "hard": REPO / "sample_data/stores/hard.yaml"}
+FINAL_EPOCHS = 0
+"""Stage 3's epochs: none for the shipped weights; `--final-epochs 30` gives the stage 3 candidate that
+models/MODEL_CARD.md describes (better held-out mAP50, but it fails tests/vision's end-to-end test)."""
 
 
 @dataclass(frozen=True)
@@ -139,13 +144,15 @@ them or configure the store's own model (`--weights FILE --classes 0`).
 - Model: `{args.model_config}` (nc=1): ultralytics' YOLOv8 layers at half the nano width, from
   scratch, {f["params"]} parameters. (yolov8n itself trains 2.3x slower per step on this CPU.)
 - Stage 1: `epochs={args.epochs}` from scratch; stage 2: `epochs={args.more_epochs}` more, starting
-  from stage 1's weights with a fresh schedule (warm restart).
-- `imgsz={args.imgsz}`, `batch={args.batch}`, ultralytics' automatic optimiser (AdamW, lr 0.002) and
-  ultralytics' default augmentation (mosaic, off for the last 3 epochs; HSV, flips, scale),
+  from stage 1's weights with a fresh schedule (warm restart); stage 3: `epochs={args.final_epochs}` more,
+  from stage 2's weights with a fresh schedule again. All stages on the same training images.
+- `imgsz={args.imgsz}`, `batch={args.batch}`, ultralytics' automatic optimiser (AdamW, lr 0.002, falling
+  linearly to 1% over each stage) and ultralytics' default augmentation (mosaic, off for the last 3
+  epochs of stages 1 and 2 and the last {args.final_close_mosaic} of stage 3; HSV, flips, scale),
   `warmup_epochs=1`, `seed={args.seed}`,
   `deterministic=True`, `device=cpu`, `workers=0`; no validation during training (the test split is
   only used once, at the end).
-- Training took {f["train_minutes"]} min on {f["machine"]} (nice'd, on a shared machine){f["train_note"]}.
+- Training took {f["train_minutes"]} on {f["machine"]} (nice'd, on a shared machine){f["train_note"]}.
 
 Reproduce (renders the data set into `{args.work_dir}`, trains, evaluates, writes this card):
 
@@ -180,7 +187,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--epochs", type=int, default=18, help="stage 1: epochs from scratch")
     ap.add_argument("--more-epochs", type=int, default=10, help="stage 2: epochs from stage 1's weights (0: none)")
-    ap.add_argument("--init-weights", help="skip stage 1: start stage 2 from these weights")
+    ap.add_argument(
+        "--final-epochs", type=int, default=FINAL_EPOCHS, help="stage 3: epochs from stage 2's weights (0: none)"
+    )
+    ap.add_argument(
+        "--final-close-mosaic", type=int, default=7, help="stage 3: its last epochs without mosaic augmentation"
+    )
+    ap.add_argument("--init-weights", help="skip the stages before --start-stage: start from these weights")
+    ap.add_argument(
+        "--start-stage",
+        type=int,
+        choices=(2, 3, 4),
+        default=2,
+        help="with --init-weights: the first stage to run (4: none, only evaluate the weights)",
+    )
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--train-scenarios", type=int, default=14)
     ap.add_argument("--test-scenarios", type=int, default=2)
@@ -211,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"data: train {n_train} images / {b_train} boxes, test {n_test} images / {b_test} boxes", flush=True)
 
-    def train(start: str, epochs: int, name: str) -> Path:
+    def train(start: str, epochs: int, name: str, close_mosaic: int = 3) -> Path:
         model = YOLO(start)
         model.train(
             data=str(data_yaml),
@@ -222,11 +242,11 @@ def main(argv: list[str] | None = None) -> int:
             workers=0,
             seed=args.seed,
             deterministic=True,
-            pretrained=start.endswith(".pt"),  # stage 2 starts from stage 1's weights
+            pretrained=start.endswith(".pt"),  # stages 2 and 3 start from the previous stage's weights
             amp=False,
-            # short runs: one warm-up epoch (not three), and the last three epochs without mosaic
+            # short runs: one warm-up epoch (not three), and the last few epochs without mosaic
             warmup_epochs=1,
-            close_mosaic=3,
+            close_mosaic=close_mosaic,
             val=False,
             plots=False,
             project=str(work / "runs"),
@@ -237,13 +257,23 @@ def main(argv: list[str] | None = None) -> int:
         return work / "runs" / name / "weights" / "last.pt"
 
     params = sum(p.numel() for p in YOLO(args.model_config).model.parameters())  # type: ignore[union-attr]
-    t0 = time.monotonic()
-    # stage 1 from scratch; stage 2 starts again from stage 1's weights with a fresh learning-rate
-    # schedule (warm restart), which gained more per CPU minute than one longer schedule would allow
-    # to test in the budget
-    stage1 = Path(args.init_weights) if args.init_weights else train(args.model_config, args.epochs, "train")
-    last = train(str(stage1), args.more_epochs, "more") if args.more_epochs else stage1
-    train_s = time.monotonic() - t0
+    # stage 1 from scratch; stages 2 and 3 start again from the previous stage's weights with a fresh
+    # learning-rate schedule (warm restart): each restart was a separate CPU budget, and each gained
+    # (stage 3 also closes mosaic for more of its epochs: the test frames are whole frames)
+    stages = [
+        (1, args.model_config, args.epochs, "train", 3),
+        (2, "", args.more_epochs, "more", 3),
+        (3, "", args.final_epochs, "final", args.final_close_mosaic),
+    ]
+    start_stage = args.start_stage if args.init_weights else 1
+    last = Path(args.init_weights) if args.init_weights else Path(args.model_config)
+    stage_minutes: dict[int, float] = {}
+    for stage, config, epochs, name, close_mosaic in stages:
+        if stage < start_stage or not epochs:
+            continue
+        t0 = time.monotonic()
+        last = train(config or str(last), epochs, name, close_mosaic)
+        stage_minutes[stage] = (time.monotonic() - t0) / 60
     trained = YOLO(str(last))
     metrics = trained.val(
         data=str(data_yaml),
@@ -264,12 +294,13 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.weights_out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(last, out)
+    if out.resolve() != last.resolve():
+        shutil.copyfile(last, out)
     defaults = ap.parse_args([])
     cli = "".join(
         f" --{k.replace('_', '-')} {v}"
         for k, v in vars(args).items()
-        if k not in ("skip_render", "init_weights") and v != getattr(defaults, k)
+        if k not in ("skip_render", "init_weights", "start_stage") and v != getattr(defaults, k)
     )
     verdict = (
         f"The issue's target, held-out mAP50 >= 0.9, is met ({map50:.3f})."
@@ -290,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             "test_seeds": ", ".join(str(s.seed) for s in test_specs),
             "test_images": str(n_test),
             "test_boxes": str(b_test),
-            "train_minutes": f"{train_s / 60:.1f}",
-            "train_note": f" for stage 2; stage 1 had run before from {args.init_weights}" if args.init_weights else "",
+            "train_minutes": ", ".join(f"{m:.1f} min for stage {k}" for k, m in stage_minutes.items()) or "none",
+            "train_note": f"; the stages before {start_stage} had run before" if start_stage > 1 else "",
             "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})",
             "cli_args": cli,
             "precision": f"{p:.3f}",
