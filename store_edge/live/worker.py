@@ -33,6 +33,7 @@ from store_edge import __version__
 from store_edge.fusion.engine import Cart, EngineOutput, EngineParams, FusionEngine
 from store_edge.fusion.engine import ReviewTicket as EngineTicket
 from store_edge.fusion.evidence import WeightTraceBuffer, ticket_evidence
+from store_edge.fusion.sensor_health import FaultKind, SensorFault
 from store_edge.layout.model import StoreLayout
 from store_edge.live.clock import ClockChange, ClockOffsets, ClockParams
 from store_edge.live.cloud import CloudSender
@@ -104,6 +105,18 @@ class WorkerMetrics:
         self.clock_corrected = Counter(
             "edge_clock_corrected_messages",
             "Messages whose timestamps were corrected for their device's clock",
+            registry=r,
+        )
+        self.sensor_faulty = Gauge(
+            "edge_sensor_faulty",
+            "1 while a plate or light curtain is faulty (kind: frozen, no_reading, stuck_on), 0 once it is back",
+            ["sensor", "kind"],
+            registry=r,
+        )
+        self.sensor_faults = Counter(
+            "edge_sensor_faults",
+            "Sensor faults that began, by kind (not counted again when a restart replays the journal)",
+            ["kind"],
             registry=r,
         )
         self.process_seconds = Histogram(
@@ -196,6 +209,9 @@ class EdgeWorker:
         self.reorder = Reorderer(round(config.lag_s * NS), round(config.jitter_s * NS), scales, lanes)
         self.clocks = ClockOffsets(scales, config.clock)
         """The scales' median clock is the store's; each device's offset from it is taken off."""
+        self._faulty: set[tuple[str, FaultKind]] = set()
+        """(sensor, kind) of the faults `edge_sensor_faulty` shows as 1: the engine's in force when last
+        told of a change. Not in snapshots: rebuilt from the engine's monitor at recovery."""
         self.link = link
         self.sender: CloudSender | None = None
         self.inbox: queue.Queue[tuple[str, bytes, int | None]] = queue.Queue()
@@ -350,10 +366,38 @@ class EdgeWorker:
             if isinstance(msg, m.WeightBatch):  # kept a while: the evidence of review tickets
                 self.traces.add(msg.shelf_id, msg.plate_ids, msg.t0_ns, msg.period_ns, msg.samples)
             out = self.engine.handle(msg)
+            if out.sensor_faults:
+                self._sensor_faults(out.sensor_faults)
             if out.changed_carts or out.tickets or out.withdrawn_tickets or out.closed_carts:
                 # stamped with the data time of the message that made the change (with shelf lanes
                 # the engine's newest time may be a shared device's, ahead of this shelf)
                 self._emit(out, msg.header.ts_ns)
+
+    def _sensor_faults(self, changes: list[SensorFault]) -> None:
+        """Faults that began or ended with one message: a warning or a note for the operator, the counter
+        (neither again while replaying the journal), and the gauge brought to the faults now in force."""
+        if not self._replaying:
+            for f in changes:
+                if f.until_ns is None:
+                    self.metrics.sensor_faults.labels(f.kind).inc()
+                    log.warning(
+                        "sensor %s faulty (%s): %s; what depends on it goes to review", f.sensor, f.kind, f.describe()
+                    )
+                else:
+                    log.info("sensor %s back (%s for %.1f s)", f.sensor, f.kind, (f.until_ns - f.since_ns) / NS)
+        self._sync_sensor_gauge()
+
+    def _sync_sensor_gauge(self) -> None:
+        """`edge_sensor_faulty` to the engine's faults in force: only the series that changed. A fault that
+        began and ended with one message never shows (the counter has it)."""
+        now = {(f.sensor, f.kind) for f in self.engine.health.active()}
+        if now == self._faulty:
+            return
+        for sensor, kind in now - self._faulty:
+            self.metrics.sensor_faulty.labels(sensor, kind).set(1)
+        for sensor, kind in self._faulty - now:
+            self.metrics.sensor_faulty.labels(sensor, kind).set(0)
+        self._faulty = now
 
     def open_visits(self) -> int:
         return sum(1 for c in self.engine.carts.values() if c.state != "closed")
@@ -427,6 +471,10 @@ class EdgeWorker:
                 self._handled_id = row_id
         finally:
             self._replaying = False
+        # faults in force in the snapshot (metrics are not in it) or found again in the journal
+        self._sync_sensor_gauge()
+        for f in self.engine.health.active():
+            log.warning("sensor %s faulty (%s) after recovery: %s", f.sensor, f.kind, f.describe())
         for cart in self.engine.carts.values():
             if cart.state != "closed":
                 self._publish(cart_message(cart, self._header(self.engine.now_ns)), retain=True)
