@@ -6,7 +6,9 @@ one camera; a recording with `camera/*/frame` messages (`store-edge simulate --f
 (store-level `ShopperTracks`) per tick, published on MQTT or written into a recording.
 
 Offline (file and recording), every frame is processed, in time order, frames of one instant in one
-batch. Live, a worker that falls behind skips frames: each batch takes the newest frame of every camera.
+batch. Live, each batch is one instant of the cameras, whose frames may come tens of milliseconds apart:
+the worker waits (briefly) for the rest of an instant before it runs it. A worker that falls behind skips
+frames: each batch takes the newest frame of every camera.
 """
 
 from __future__ import annotations
@@ -224,13 +226,25 @@ def _counted(frames: Iterator[Frame], bar: tqdm[Any]) -> Iterator[Frame]:
 class LiveVisionWorker:
     """Subscribes to `camera/+/frame` of a store and publishes camera tracks and store tracks."""
 
-    def __init__(self, pipeline: VisionPipeline, broker: BrokerAddress, device_id: str) -> None:
+    def __init__(self, pipeline: VisionPipeline, broker: BrokerAddress, device_id: str, settle_s: float = 0.1) -> None:
         self.pipeline = pipeline
         store_id = pipeline.store.store_id
         self.output = VisionOutput(store_id, device_id)
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=1000)
         self.stopping = threading.Event()
-        self.frames_in = self.frames_done = self.frames_skipped = self.bad_frames = 0
+        self.frames_in = self.frames_done = self.frames_skipped = self.bad_frames = self.batches = 0
+        self.settle_s = settle_s
+        """How long a batch still waiting for an expected camera waits after the last frame that joined it.
+        The ~14 cameras' frames of one instant come over MQTT within tens of milliseconds, and cameras send
+        2-4 frames/s (250-500 ms apart): 0.1 s is under half a frame period, so a camera that is late or
+        down costs a batch at most that, and a batch never waits into the next instant."""
+        self.expected = {c.id for c in pipeline.store.cameras}
+        """The cameras a batch waits for: the layout's, less those that sent nothing while a batch waited
+        out `settle_s` (a camera down, or not installed); a camera is expected again once it sends."""
+        self._held: list[Frame] = []
+        """Frames of a camera's next instant that came while a batch waited: the next batch's first."""
+        self._last_t_ns: int | None = None
+        """The instant of the last batch."""
         self.link = MqttLink(
             broker,
             device_id,
@@ -247,19 +261,13 @@ class LiveVisionWorker:
         except queue.Full:
             self.frames_skipped += 1
 
-    def _newest_per_camera(self) -> list[Frame]:
-        """Waits for a frame, then takes everything queued, keeping the newest frame of each camera."""
-        try:
-            items = [self.inbox.get(timeout=0.2)]
-        except queue.Empty:
-            return []
+    def _take(self, timeout_s: float) -> Frame | None:
+        """The next decodable frame from the inbox, waiting up to `timeout_s` (0: only one queued now)."""
         while True:
             try:
-                items.append(self.inbox.get_nowait())
+                topic, payload = self.inbox.get(timeout=timeout_s) if timeout_s > 0 else self.inbox.get_nowait()
             except queue.Empty:
-                break
-        newest: dict[str, Frame] = {}
-        for topic, payload in items:
+                return None
             try:
                 msg = decode(topic, payload)
                 if not isinstance(msg, m.CameraFrame):
@@ -269,21 +277,79 @@ class LiveVisionWorker:
                 self.bad_frames += 1
                 log.warning("dropped a frame on %s: %s", topic, e.reason)
                 continue
-            if f.camera_id in newest:
-                self.frames_skipped += 1
-            if f.camera_id not in newest or f.t_ns >= newest[f.camera_id].t_ns:
-                newest[f.camera_id] = f
-        return sorted(newest.values(), key=lambda f: f.t_ns)
+            if f.camera_id in self.pipeline.cameras:
+                self.expected.add(f.camera_id)
+            return f
+
+    def _keep_newest(self, batch: dict[str, Frame], f: Frame) -> None:
+        old = batch.get(f.camera_id)
+        if old is not None:
+            self.frames_skipped += 1
+        if old is None or f.t_ns >= old.t_ns:
+            batch[f.camera_id] = f
+
+    def _instant(self, batch: dict[str, Frame]) -> int | None:
+        """The newest frame time of the batch, if later than the last batch's instant (frames that come
+        after their instant went through only join the next one; they do not make an instant of their own)."""
+        t_ns = max(f.t_ns for f in batch.values())
+        return t_ns if self._last_t_ns is None or t_ns > self._last_t_ns else None
+
+    def _complete(self, batch: dict[str, Frame], t_ns: int | None) -> bool:
+        return t_ns is not None and all(c in batch and batch[c].t_ns >= t_ns for c in self.expected)
+
+    def _next_batch(self) -> list[Frame]:
+        """One instant: the newest frame of each camera.
+
+        Starts from the frames held back by the last batch, or waits for one, and takes everything queued
+        with them, keeping the newest frame of each camera: a worker that fell behind skips frames. The
+        newest of those frames is the batch's instant. Then it waits for the rest of that instant: until
+        every expected camera has a frame at or after it, or `settle_s` passes with no frame joining. A
+        frame of a camera that already has one at or after the instant is of its next instant: it is held
+        for the next batch, not merged into this one."""
+        batch: dict[str, Frame] = {}
+        arrived, self._held = self._held, []
+        if not arrived:
+            first = self._take(0.2)
+            if first is None:
+                return []
+            arrived = [first]
+        while (f := self._take(0)) is not None:
+            arrived.append(f)
+        for f in arrived:
+            self._keep_newest(batch, f)
+        t_ns = self._instant(batch)
+        deadline = time.monotonic() + self.settle_s
+        while not (complete := self._complete(batch, t_ns)):
+            left = deadline - time.monotonic()
+            f = self._take(left) if left > 0 else None
+            if f is None:
+                break
+            if t_ns is not None and f.camera_id in batch and batch[f.camera_id].t_ns >= t_ns:
+                self._held.append(f)
+                continue
+            self._keep_newest(batch, f)
+            if t_ns is None:
+                t_ns = self._instant(batch)
+            deadline = time.monotonic() + self.settle_s
+        if t_ns is not None:
+            self._last_t_ns = t_ns
+            if not complete:
+                silent = self.expected - batch.keys() - {f.camera_id for f in self._held}
+                if silent:
+                    log.info("no frame of this instant from %s: not waiting for them until they send", sorted(silent))
+                    self.expected -= silent
+        return sorted(batch.values(), key=lambda f: f.t_ns)
 
     def _run(self) -> None:
         store_id = self.pipeline.store.store_id
         while not self.stopping.is_set():
-            frames = self._newest_per_camera()
+            frames = self._next_batch()
             if not frames:
                 continue
             for msg in process(self.pipeline, self.output, frames):
                 self.link.publish(topic_for(store_id, msg), encode(msg))
             self.frames_done += len(frames)
+            self.batches += 1
 
     def start(self) -> LiveVisionWorker:
         self.link.start()

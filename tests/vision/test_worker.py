@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ import pytest
 from store_edge.cli import main
 from store_edge.evaluation import evaluate
 from store_edge.layout import Camera, StoreLayout
-from store_edge.live.mqtt import BrokerAddress, EmbeddedBroker, MqttLink
+from store_edge.live.mqtt import BrokerAddress, EmbeddedBroker, MqttLink, parse_broker_url
 from store_edge.protocol import messages as m
 from store_edge.protocol.codec import decode, encode
 from store_edge.protocol.topics import store_prefix, topic_for
@@ -173,6 +175,118 @@ def test_live_worker_on_mqtt_frames_publishes_store_tracks(plan: Plan, demo_stor
     placed = [_nearest(_truth_at(plan, s.header.ts_ns / NS), t.x, t.y) for s in msgs for t in s.tracks]
     assert placed
     assert float(np.median(placed)) < 0.3
+
+
+def _camera_frame(camera_id: str, t_ns: int, img: np.ndarray) -> m.CameraFrame:
+    ok, buf = cv2.imencode(".jpg", img)
+    assert ok
+    return m.CameraFrame(
+        header=m.Header(device_id=camera_id, boot_id="b1", seq=1 + t_ns % 10**6, ts_ns=t_ns),
+        timestamp=m.FoxgloveTime(sec=t_ns // NS, nsec=t_ns % NS),
+        frame_id=camera_id,
+        data=base64.b64encode(buf.tobytes()).decode(),
+    )
+
+
+def test_live_worker_runs_an_instant_whose_frames_trickle_in_as_one_batch(
+    plan: Plan, demo_store: StoreLayout, pipeline: VisionPipeline
+) -> None:
+    """Every camera of the store sends its frame of an instant, 25 ms after the one before (as over a
+    real network), then the same for the next instant: each instant is one batch, so one store-level
+    `tracks` per instant, over all the cameras' frames (it used to run the first frame alone)."""
+    url = os.environ.get("MQTT_URL")  # the real Mosquitto (CI), else the embedded broker
+    embedded = None if url else EmbeddedBroker().start()
+    broker = embedded.address if embedded else parse_broker_url(url or "")
+    got: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    listener = MqttLink(
+        broker,
+        f"test-instant-listener-{os.getpid()}",
+        on_message=lambda topic, payload, _mid: got.put((topic, payload)),
+        subscriptions=(f"{store_prefix('demo')}/tracks", f"{store_prefix('demo')}/camera/+/tracks"),
+    ).start()
+    device = f"vision-instant-test-{os.getpid()}"
+    worker = LiveVisionWorker(pipeline, broker, device).start()
+    publisher = MqttLink(broker, f"test-instant-cameras-{os.getpid()}").start()
+    cameras = demo_store.cameras
+    t1 = time.time_ns()
+    instants = [t1, t1 + NS // 4]  # 4 frames/s
+    try:
+        assert listener.subscribed.wait(10)
+        assert worker.link.subscribed.wait(10)
+        assert publisher.connected.wait(10)
+        frames = [
+            _camera_frame(cam.id, t_ns, render_frame(plan, cam, 30.0 + k / 4, rng_for(0, "instant", cam.id, k))[0])
+            for k, t_ns in enumerate(instants)
+            for cam in cameras
+        ]
+        for frame in frames:
+            publisher.publish(topic_for("demo", frame), encode(frame)).wait_for_publish(timeout=10)
+            time.sleep(0.025)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and worker.frames_done + worker.frames_skipped < len(frames):
+            time.sleep(0.02)
+        time.sleep(0.5)
+    finally:
+        publisher.stop()
+        worker.stop()
+        listener.stop()
+        if embedded is not None:
+            embedded.stop()
+    store_times, camera_frames = [], []
+    while not got.empty():
+        topic, payload = got.get()
+        msg = decode(topic, payload)
+        if msg.header.device_id != device:
+            continue
+        if isinstance(msg, m.ShopperTracks):
+            store_times.append(msg.header.ts_ns)
+        else:
+            assert isinstance(msg, m.CameraTracks)
+            camera_frames.append((msg.camera_id, msg.frame_ts_ns))
+    assert store_times == instants
+    assert sorted(camera_frames) == sorted((f.frame_id, f.header.ts_ns) for f in frames)
+    assert (worker.batches, worker.frames_done, worker.frames_skipped) == (2, len(frames), 0)
+
+
+def test_live_worker_behind_skips_to_the_newest_instant_whole(
+    demo_store: StoreLayout, pipeline: VisionPipeline
+) -> None:
+    """A worker that fell behind takes the newest instant of what is queued, waits for the rest of it
+    rather than cutting it in half, and keeps a camera's next instant for the next batch."""
+    worker = LiveVisionWorker(pipeline, BrokerAddress("127.0.0.1", 1), "vision-behind-test", settle_s=0.5)
+    cams = [c.id for c in demo_store.cameras[:3]]
+    img = np.zeros((240, 320, 3), dtype=np.uint8)
+    a, b, c, d = (1_000 * NS + k * NS // 4 for k in range(4))
+
+    def send(cam: str, t_ns: int) -> None:
+        frame = _camera_frame(cam, t_ns, img)
+        worker._message(topic_for("demo", frame), encode(frame), 0)
+
+    for t_ns in (a, b):
+        for cam in cams:
+            send(cam, t_ns)
+    send(cams[0], c)
+    send(cams[1], c)
+
+    def late() -> None:
+        for cam, t_ns in [(cams[2], c), (cams[0], d)]:
+            time.sleep(0.03)
+            send(cam, t_ns)
+
+    feeder = threading.Thread(target=late)
+    feeder.start()
+    first = worker._next_batch()
+    feeder.join()
+    assert [(f.camera_id, f.t_ns) for f in first] == [(cam, c) for cam in cams]
+    assert worker.frames_skipped == 6  # instants a and b
+    # the other 11 cameras of the layout sent nothing: no longer waited for
+    assert worker.expected == set(cams)
+
+    for cam in cams[1:]:
+        send(cam, d)
+    second = worker._next_batch()
+    assert [(f.camera_id, f.t_ns) for f in second] == [(cam, d) for cam in cams]
+    assert worker.frames_skipped == 6
 
 
 def test_vision_recording_replaces_the_simulated_tracks(demo_store: StoreLayout, tmp_path: Path) -> None:
