@@ -22,6 +22,7 @@ worker nor the cloud service.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -58,6 +59,7 @@ from store_edge.recording.mcap_io import RecordedMessage, read_messages
 if TYPE_CHECKING:
     from store_edge.layout import StoreLayout
 
+log = logging.getLogger(__name__)
 NS = 1_000_000_000
 VISION_START_S = 180.0
 """The vision worker loads its detector (and PyTorch) before it listens: slow on a busy machine."""
@@ -65,6 +67,10 @@ VISION_ANSWER_S = 60.0
 """Longest wait for the vision worker's tracks of one frame instant."""
 VISION_RESEND_S = 10.0
 """No answer at all to the first frames after this long: they are sent once more."""
+REPLAY_BACKLOG = 500
+"""Most messages the replay runs ahead of what the edge worker has taken (well under a broker's queue)."""
+REPLAY_STALL_S = 10.0
+"""Longest the replay waits for the edge worker to catch up before it goes on regardless."""
 
 
 class DemoError(RuntimeError):
@@ -564,7 +570,7 @@ class Demo:
         desc = f"replaying {cfg.recording.name} at {cfg.speed:g}x"
         if feed is not None:
             desc = f"replaying {cfg.recording.name} at up to {cfg.speed:g}x, as fast as the vision worker goes"
-        for r in tqdm(wire, desc=desc, unit="msg", disable=not cfg.progress):
+        for sent, r in enumerate(tqdm(wire, desc=desc, unit="msg", disable=not cfg.progress)):
             if feed is not None:
                 self._await_vision(pub, int(json.loads(r.data)["header"]["ts_ns"]))
             delay = t0 + (r.log_time_ns - t0_log) / NS / cfg.speed - time.monotonic()
@@ -586,6 +592,8 @@ class Demo:
                 if dec.visit_id in answer_for:
                     data = encode(answer_for[dec.visit_id].model_copy(update={"header": dec.header}))
             infos.append(pub.publish(topic, data))
+            if sent % 200 == 199:
+                self._keep_up(sent + 1)
             if len(infos) >= 500:
                 for info in infos:
                     info.wait_for_publish(30)
@@ -803,6 +811,19 @@ class Demo:
             f"{v['track_ids']} shopper track ids; the edge worker took {v['edge_tracks_in']} track messages, "
             f"{v['edge_late_messages']} messages late"
         )
+
+    def _keep_up(self, sent: int) -> None:
+        """Waits while the edge worker is more than `REPLAY_BACKLOG` messages behind the replay. A broker
+        keeps only so many messages for a slow subscriber (Mosquitto's `max_queued_messages`, 1,000 by
+        default) and drops the rest: on a busy machine a replay many times faster than real time lost a
+        curtain's `leave`, and the worker rightly took that curtain for stuck on."""
+        end = time.monotonic() + REPLAY_STALL_S
+        while time.monotonic() < end:
+            handled = self._edge_metrics().get("edge_messages_handled_total")
+            if handled is None or sent - handled <= REPLAY_BACKLOG:
+                return
+            time.sleep(0.02)
+        log.warning("the edge worker is over %d messages behind the replay for %.0f s", REPLAY_BACKLOG, REPLAY_STALL_S)
 
     def _edge_metrics(self) -> dict[str, float]:
         """The edge worker's Prometheus counters and gauges, by name with labels."""

@@ -119,6 +119,11 @@ class WorkerMetrics:
             ["kind"],
             registry=r,
         )
+        self.handled = Counter(
+            "edge_messages_handled",
+            "Input messages taken from the journal by the engine's thread (a replay paces itself by it)",
+            registry=r,
+        )
         self.process_seconds = Histogram(
             "edge_process_seconds",
             "Time to handle one batch of input",
@@ -551,6 +556,7 @@ class EdgeWorker:
                         log.exception("error handling a message on %s", topic)
                         self._dead_letter(topic, payload, f"edge error: {type(e).__name__}: {e}", "error")
                     self._handled_id = row_id
+            self.metrics.handled.inc(len(batch))
             self._update_gauges()
             if time.monotonic() - self._last_snapshot >= self.config.snapshot_every_s:
                 self.snapshot()
