@@ -23,18 +23,19 @@ from store_edge.layout.model import StoreLayout, distance_to_segment
 from store_edge.protocol.messages import (
     CurtainEvent,
     GateDecision,
+    GatePassage,
     Message,
     ShopperTracks,
     WeightBatch,
 )
 
 REACH_M = 1.0
+"""A shopper standing further than this from the shelf front cannot have taken from it."""
 REACH_SPAN_M = 0.6
-AT_PLATES_M = 0.05
-"""A hand that went in this close to the plates that changed went in at them (the curtain's error)."""
 """A hand that went in this far beside the plates that changed may still have taken from them (a
 multi-unit pick along a wide facing)."""
-"""A shopper standing further than this from the shelf front cannot have taken from it."""
+AT_PLATES_M = 0.05
+"""A hand that went in this close to the plates that changed went in at them (the curtain's error)."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,8 @@ class FusionEngine:
             if msg.decision == "open" and msg.visit_id is not None:
                 self.shoppers.open_visit(msg.header.ts_ns, msg.visit_id, msg.account_id, msg.party_size)
                 self.carts.setdefault(msg.visit_id, Cart(msg.visit_id, msg.account_id))
+        elif isinstance(msg, GatePassage):
+            self.shoppers.passage(msg.header.ts_ns, msg.gate_id, msg.direction)
         elif isinstance(msg, ShopperTracks):
             self.shoppers.observe(
                 msg.header.ts_ns,
@@ -893,7 +896,10 @@ class FusionEngine:
             return
         total = sum(c.probability for c in holders)
         top = holders[0]
-        p_shopper = top.probability / total if total > 0 else 0.0
+        # the holders share what the shoppers' odds give them; where the likeliest person holds none of it
+        # (the product or the person is wrong), a holder is only as likely as they are against that person
+        likeliest = max((c.probability for c in shoppers if c.visit_id), default=0.0)
+        p_shopper = top.probability / max(total, likeliest) if total > 0 else 0.0
         # an item nobody near was carrying is not refunded to someone at random
         p_shopper *= 1.0 - next((c.probability for c in shoppers if c.visit_id is None), 0.0)
         cart = self.carts[str(top.visit_id)]
