@@ -12,8 +12,8 @@ instant as it can take them (`VisionFeed`); the rest keeps in step with it, as t
 its tracks in time order with the other inputs. Receipts come back through the cloud's webhook to a
 small receiver here, which prints each as it arrives. At the end it scores the receipts against the
 recording's ground truth and says where staff review the visits held for review; with vision, also
-what the vision worker did and the carts of visits still open on the edge worker (a shopper whose
-track vision lost is never seen leaving).
+what the vision worker did and the carts of any visits still open on the edge worker (a shopper vision
+never tracked at all; one it lost is counted out by the exit's person counter).
 
 The parts talk only over MQTT and HTTP, as they would in a store: this module imports neither the
 worker nor the cloud service.
@@ -100,7 +100,7 @@ class DemoResult:
     refused: list[str] = field(default_factory=list)
     open: list[str] = field(default_factory=list)
     """Cloud visits whose cart the edge worker still holds open when the replay is over (with vision's
-    tracks: nobody was seen leaving for them; offline, `store-edge eval` would close them at the end)."""
+    tracks: a shopper vision never tracked; offline, `store-edge eval` would close them at the end)."""
     open_carts: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Cloud visit id -> its open cart as the edge worker last published it (`cart/VISIT`)."""
     gate_ms: list[float] = field(default_factory=list)
@@ -446,7 +446,7 @@ class Demo:
             subscriptions=(f"{prefix}/tracks", f"{prefix}/camera/+/tracks"),
             skip_retained=True,
         )
-        # a visit the vision tracks never see leave stays open on the edge worker: its cart is shown at the end
+        # a visit whose shopper vision never tracked stays open on the edge worker: its cart is shown at the end
         carts = MqttLink(
             self.broker,
             f"demo-carts-{uuid.uuid4().hex[:8]}",
@@ -690,8 +690,8 @@ class Demo:
 
     def wait_for_receipts(self, timeout_s: float = 120, settled_s: float = 3.0) -> None:
         """Every visit ends with a receipt, or is held for staff review. With the vision worker's tracks,
-        a visit may also stay open on the edge worker: it closes a cart when its shopper's track ends at
-        the exit, and a track vision lost on the way never does. Those are known once the edge worker has
+        a visit may also stay open on the edge worker: one whose shopper vision never tracked (one it lost
+        is closed by the exit's person counter, or 120 s after). Those are known once the edge worker has
         nothing left to send and holds just those carts open, for `settled_s`."""
         end = time.monotonic() + timeout_s
         expected = set(self.result.visits.values())
@@ -772,7 +772,7 @@ class Demo:
         if self.result.open:
             self.say(
                 f"still open on the edge worker: {len(self.result.open)} visit(s) whose shopper the vision tracks "
-                "never showed leaving through the exit (not charged; they count as missed below):"
+                "never showed leaving (not charged; they count as missed below):"
             )
             names = {p.sku: p.name for p in self._store().products}
             for v in self.result.open:

@@ -90,10 +90,11 @@ def test_demo_once_on_camera_frames_runs_the_vision_worker(demo_env: dict[str, s
     """A recording with camera frames (3 shoppers, 1 minute, 14 cameras at 2 frames/s): the demo also
     starts `store-edge vision`, whose tracks take the place of the simulated ones. The vision path is a
     first version (docs/vision.md): on this recording, as offline (`store-edge vision --recording`, then
-    `store-edge eval`), it gets two of the three carts right and misses the third shopper's two items,
-    and the edge worker sees two of the three shoppers leave, so one cart stays open there. What is asserted is
-    that: everything vision published reached the edge worker in time, every visit is accounted for,
-    no receipt charges an item the shopper did not take, and the carts score what the vision path gets."""
+    `store-edge eval`), it gets two of the three carts right and misses the third shopper's two items.
+    Vision loses one shopper before the exit; the exit's person counter counts someone nobody was tracked
+    making, which closes that visit too. What is asserted is that: everything vision published reached
+    the edge worker in time, every visit ends with a receipt or a review hold (none stays open), no
+    receipt charges an item the shopper did not take, and the carts score what the vision path gets."""
     out = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "store_edge.cli", "demo", "--once", "--quiet", "--out", str(out),
@@ -123,10 +124,11 @@ def test_demo_once_on_camera_frames_runs_the_vision_worker(demo_env: dict[str, s
     assert len(truth) == 3
     assert set(result["visits"]) == set(truth)
     assert not result["refused"]
-    # each visit ends with a receipt, a review hold, or a cart still open on the edge worker
-    receipts, held, still_open = set(result["receipts"]), set(result["held_for_review"]), set(result["open_at_edge"])
-    assert receipts | held | still_open == set(result["visits"].values())
-    assert len(receipts) + len(held) + len(still_open) == len(truth)
+    # each visit ends with a receipt or a review hold: the shopper vision lost is counted out at the exit
+    receipts, held = set(result["receipts"]), set(result["held_for_review"])
+    assert result["open_at_edge"] == []
+    assert receipts | held == set(result["visits"].values())
+    assert len(receipts) + len(held) == len(truth)
     assert len(receipts) >= 2
     # nothing charged that the shopper did not take
     for recorded, visit in result["visits"].items():
@@ -135,6 +137,6 @@ def test_demo_once_on_camera_frames_runs_the_vision_worker(demo_env: dict[str, s
             assert not charged - truth[recorded], f"visit {recorded} -> {visit}"
     score = result["score"]
     assert score["precision"] == 1.0
-    # the carts (receipts sent and those still open) score what the vision path scores offline: 2 of 4 items
-    assert score.get("f1_with_open_carts", score["f1"]) >= 0.66
+    # the receipts score what the vision path scores offline: 2 of 4 items
+    assert score["f1"] >= 0.66
     assert "receipts sent:" in proc.stdout

@@ -3,7 +3,10 @@
 A visit starts with the gate's decision to open for a scanned code; the next tracks that appear at
 that entry gate belong to it (a party: as many as its size). Trackers lose people and give them new
 ids (fragments): a track that appears away from the entry continues the person who vanished nearest
-to it a moment before. A person whose track ends at an exit gate has left.
+to it a moment before. A person whose track ends at an exit gate has left. A person the tracker lost for
+good (no fragment took them up) has left when the exit's person counter counts someone nobody tracked
+leaving, or at the latest `lost_exit_s` after they were last seen: a visit must not stay open because a
+camera lost its shopper on the way out.
 
 Trackers also swap ids when people pass close by. Where tracks carry a re-identification embedding,
 each person's look is learnt while they walk alone. People of different visits who come close form a
@@ -74,6 +77,15 @@ class ShopperParams:
     """What keeping its person is worth (as a cosine) for a track not yet seen alone again."""
     swap_margin: float = 0.2
     """How much better (sum of cosines) the swapped pairing must fit before ids are swapped back."""
+    passage_window_s: float = 3.0
+    """An exit counter's passage this close in time to a tracked person's exit is theirs."""
+    double_count_s: float = 0.3
+    """A passage this soon after another that no tracked exit explains is the counter counting one person
+    twice (its known fault), not a lost person leaving. Two tracked people may pass closer together."""
+    walk_speed_m_s: float = 1.0
+    """How fast a lost person walks to the exit: tells which lost person a passage nobody made was."""
+    lost_exit_s: float = 120.0
+    """A person lost this long (far past any fragment's window) has left unseen: their visit closes."""
 
 
 Hand = tuple[float, float, float]
@@ -167,6 +179,8 @@ class Person:
     lost_ns: int | None = None
     lost_xy: tuple[float, float] | None = None
     look: LookAverage = field(default_factory=LookAverage)
+    counted: bool = False
+    """An exit counter's passage was matched to this person's exit."""
 
 
 @dataclass
@@ -212,6 +226,18 @@ class ShopperRegistry:
         self.encounters: list[Encounter] = []
         self.corrections: list[tuple[int, str, str]] = []
         """(since ns, track, track): ids found swapped; the engine revisits events since then."""
+        self.passages: deque[int] = deque()
+        """When the exit counters counted someone leaving, until matched with a tracked exit."""
+        self.lost_checked_s = 0
+        """The second lost people were last checked for having left unseen (once a second is enough)."""
+        self.last_passage_ns = 0
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """A registry saved (a worker's snapshot) before exit passages were used starts with none."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("passages", deque())
+        self.__dict__.setdefault("lost_checked_s", 0)
+        self.__dict__.setdefault("last_passage_ns", 0)
 
     # --- gate ----------------------------------------------------------------------------------
     def open_visit(self, t_ns: int, visit_id: str, account_id: str | None, party_size: int) -> Visit:
@@ -221,6 +247,56 @@ class ShopperRegistry:
             self.visits[visit_id] = visit
             self.waiting.append(visit)
         return visit
+
+    def passage(self, t_ns: int, gate_id: str, direction: str) -> None:
+        """The gate's person counter: someone went through. Only leaving through an exit is used."""
+        if direction != "out" or all(g.id != gate_id for g in self.exits):
+            return
+        self.passages.append(t_ns)
+
+    def _exits_nobody_was_seen_making(self, now_ns: int) -> None:
+        """Each passage, once the tracks around it have had time to end, is matched with a tracked exit
+        near it in time; one that matches none was a person the tracker had lost: the lost person who,
+        walking from where they vanished, would reach the exit nearest that time. A person lost longer
+        than `lost_exit_s` has left too, when they were last seen (the counter can miss people)."""
+        p = self.params
+        due = bool(self.passages) and now_ns - self.passages[0] >= (p.lost_after_s + p.passage_window_s) * NS
+        if not due and now_ns // NS == self.lost_checked_s:
+            return
+        self.lost_checked_s = now_ns // NS
+        window_ns = p.passage_window_s * NS
+        # people still in, and those whose exit may explain a passage still to be matched
+        horizon_ns = (self.passages[0] if self.passages else now_ns) - window_ns
+        people = [
+            person
+            for visit in self.visits.values()
+            if not visit.all_exited or (visit.exit_ns or 0) >= horizon_ns
+            for person in visit.people
+        ]
+        while self.passages and now_ns - self.passages[0] >= (p.lost_after_s + p.passage_window_s) * NS:
+            t = self.passages.popleft()
+            doubled = t - self.last_passage_ns < p.double_count_s * NS
+            self.last_passage_ns = t
+            seen = [
+                q for q in people if q.exited_ns is not None and not q.counted and abs(q.exited_ns - t) <= window_ns
+            ]
+            if seen:
+                min(seen, key=lambda q: abs((q.exited_ns or 0) - t)).counted = True
+                continue
+            lost = [q for q in people if q.exited_ns is None and q.lost_ns is not None and q.lost_ns <= t + window_ns]
+            if lost and not doubled:
+                person = min(lost, key=lambda q: abs((t - (q.lost_ns or 0)) / NS - self._walk_to_exit_s(q)))
+                person.exited_ns = t
+                person.counted = True
+        for person in people:
+            lost_ns = person.lost_ns
+            if person.exited_ns is None and lost_ns is not None and now_ns - lost_ns >= p.lost_exit_s * NS:
+                person.exited_ns = lost_ns
+
+    def _walk_to_exit_s(self, person: Person) -> float:
+        if person.lost_xy is None:
+            return 0.0
+        return min(_gate_distance(person.lost_xy, g) for g in self.exits) / self.params.walk_speed_m_s
 
     # --- tracks --------------------------------------------------------------------------------
     def observe(self, t_ns: int, tracks: list[TrackObservation]) -> None:
@@ -238,6 +314,7 @@ class ShopperRegistry:
                 person.lost_ns = person.lost_xy = None  # back after a dropout, same id
         self._reidentify(t_ns, tracks)
         self._end_stale_tracks(t_ns)
+        self._exits_nobody_was_seen_making(t_ns)
 
     def _bind(self, hist: TrackHistory, person: Person, since_ns: int) -> None:
         person.track_id = hist.track_id
