@@ -90,3 +90,16 @@ def test_a_shopper_lost_for_long_has_left_when_last_seen(demo_store: StoreLayout
 def test_a_shopper_lost_for_a_moment_is_not_ended_by_the_timeout(demo_store: StoreLayout) -> None:
     reg = _store_visit(demo_store, lost_at_s={"a": 20.0}, exit_at_s={}, passages_s=[], until_s=45.0)
     assert reg.visits["visit-a"].exit_ns is None  # 25 s lost, of the default 120 s
+
+
+def test_a_registry_saved_before_exit_passages_loads_and_counts_them(demo_store: StoreLayout) -> None:
+    reg = _store_visit(demo_store, lost_at_s={"a": 20.0}, exit_at_s={}, passages_s=[], until_s=25.0)
+    state = dict(reg.__dict__)
+    for name in ("passages", "lost_checked_s", "last_passage_ns"):  # a worker's snapshot from before them
+        del state[name]
+    old = ShopperRegistry.__new__(ShopperRegistry)
+    old.__setstate__(state)
+    old.passage(27 * NS, "exit-1", "out")
+    for tick in range(250, 400):
+        old.observe(tick * TICK_NS, [TrackObservation("t-b", 5.5, 6.0)])
+    assert old.visits["visit-a"].exit_ns == 27 * NS
