@@ -299,7 +299,34 @@ def _vision_pipeline(args: argparse.Namespace) -> object:
         conf=args.conf,
         device=args.device,
     )
-    return VisionPipeline(load_store(args.store), config)
+    return VisionPipeline(load_store(args.store), config, cameras=args.cameras, store_stage=args.stage == "all")
+
+
+def _vision_store_stage(args: argparse.Namespace) -> int:
+    """`store-edge vision --stage store`: camera/+/tracks to tracks (no detector, no frames)."""
+    from store_edge.layout.loader import load_store
+    from store_edge.live.mqtt import parse_broker_url
+    from store_edge.vision.store_stage import StoreStage
+    from store_edge.vision.worker import LiveStoreWorker
+
+    stage = StoreStage(load_store(args.store))
+    store_id = stage.store.store_id
+    device_id = args.worker_id or f"tracker-{store_id}"
+    settle = {} if args.settle_s is None else {"settle_s": args.settle_s}
+    try:
+        worker = LiveStoreWorker(stage, parse_broker_url(args.broker, os.environ), device_id, args.cameras, **settle)
+    except ValueError as e:
+        print(f"store-edge vision: {e}", file=sys.stderr)
+        return 2
+    stop = _stop_on_signals()
+    worker.start()
+    topics = "camera/+/tracks" if args.cameras is None else ", ".join(f"camera/{c}/tracks" for c in args.cameras)
+    print(f"store-edge vision: store {store_id}, store stage: {topics} on {args.broker}, to tracks", file=sys.stderr)
+    try:
+        stop.wait()
+    finally:
+        worker.stop()
+    return 0
 
 
 def _cmd_vision(args: argparse.Namespace) -> int:
@@ -314,6 +341,7 @@ def _cmd_vision(args: argparse.Namespace) -> int:
     from store_edge.vision.worker import (
         LiveVisionWorker,
         VisionOutput,
+        frame_topics,
         frames_from_video,
         run_offline,
         vision_recording,
@@ -324,14 +352,20 @@ def _cmd_vision(args: argparse.Namespace) -> int:
     if sources == 0 and not args.broker:
         print("store-edge vision: give --video FILE, --recording FILE.mcap or --broker URL", file=sys.stderr)
         return 2
+    if sources and (args.stage != "all" or args.cameras):
+        print("store-edge vision: --stage and --cameras are for the live worker (--broker alone)", file=sys.stderr)
+        return 2
+    if args.stage == "store":
+        return _vision_store_stage(args)
     try:
         pipeline = _vision_pipeline(args)
-    except VisionSetupError as e:
+    except (VisionSetupError, ValueError) as e:
         print(f"store-edge vision: {e}", file=sys.stderr)
         return 2
     assert isinstance(pipeline, VisionPipeline)
     store_id = pipeline.store.store_id
-    device_id = args.worker_id or f"vision-{store_id}"
+    # several camera-stage workers on one broker need client ids of their own: by default the first camera's
+    device_id = args.worker_id or (f"vision-{store_id}-{args.cameras[0]}" if args.cameras else f"vision-{store_id}")
     if args.recording:
         if not args.out:
             print("store-edge vision: --recording needs --out FILE.mcap", file=sys.stderr)
@@ -370,8 +404,11 @@ def _cmd_vision(args: argparse.Namespace) -> int:
         print(f"{n} vision messages from {args.video}", file=sys.stderr)
         return 0
     stop = _stop_on_signals()
-    worker = LiveVisionWorker(pipeline, parse_broker_url(args.broker, os.environ), device_id).start()
-    print(f"store-edge vision: store {store_id}, camera/+/frame on {args.broker}", file=sys.stderr)
+    settle = {} if args.settle_s is None else {"settle_s": args.settle_s}
+    worker = LiveVisionWorker(pipeline, parse_broker_url(args.broker, os.environ), device_id, **settle).start()
+    topics = ", ".join(t.split("/", 3)[3] for t in frame_topics(pipeline))
+    stage = "both stages" if args.stage == "all" else "cameras stage: camera/CAM/tracks only"
+    print(f"store-edge vision: store {store_id}, {stage}, {topics} on {args.broker}", file=sys.stderr)
     try:
         stop.wait()
     finally:
@@ -516,7 +553,30 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("--device", help="cpu, or a GPU index such as 0 (default: a GPU when there is one)")
     vis.add_argument("--fps", type=float, help="--video: frame rate (default: the file's)")
     vis.add_argument("--start-ns", type=int, help="--video: time of the first frame (default: now)")
-    vis.add_argument("--worker-id", help="device id and MQTT client id (default vision-STORE)")
+    vis.add_argument(
+        "--stage",
+        choices=["all", "cameras", "store"],
+        default="all",
+        help="live: all (default: frames to camera tracks and store tracks in one process), cameras (frames "
+        "to camera/CAM/tracks only), store (camera/+/tracks to tracks only; no detector)",
+    )
+    vis.add_argument(
+        "--cameras",
+        nargs="+",
+        metavar="CAM",
+        help="live: only these cameras' frames (or with --stage store their tracks); default every camera",
+    )
+    vis.add_argument(
+        "--settle-s",
+        type=float,
+        help="live: how long an instant waits for a missing camera after the last one came "
+        "(default 0.1 s; --stage store 0.2 s)",
+    )
+    vis.add_argument(
+        "--worker-id",
+        help="device id and MQTT client id (default vision-STORE, vision-STORE-CAM with --cameras, "
+        "tracker-STORE with --stage store)",
+    )
     vis.add_argument("--quiet", action="store_true", help="no progress bar")
     vis.set_defaults(func=_cmd_vision)
     cam = sub.add_parser("camera", help="publish camera frames to MQTT from a video, RTSP URL, USB camera or recording")

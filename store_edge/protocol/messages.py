@@ -122,6 +122,18 @@ class CameraTrack(_Msg):
     box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in pixels")
     confidence: float = Field(ge=0, le=1)
     floor: tuple[float, float] | None = Field(default=None, description="feet on the floor, store metres")
+    appearance: list[float] | None = Field(
+        default=None,
+        max_length=128,
+        description="re-identification embedding of the person in this box (unit length; compare by cosine), if any",
+    )
+    hand_candidates: list[tuple[float, float, float, float]] | None = Field(
+        default=None,
+        max_length=2000,
+        description="[x, y, z, score]: the hand points at shelf fronts within reach of `floor` that this camera "
+        "scored above 0 (store metres; score 0-1); the other candidates it can judge scored 0; "
+        "null: no hand search (no floor point, or a producer without one)",
+    )
 
 
 class CameraTracks(_Msg):

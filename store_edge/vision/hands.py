@@ -7,8 +7,19 @@ height, so the candidates are few: points along each gondola front near the shop
 shelves' heights. Each candidate is scored in every camera that sees the shopper from the aisle side
 (from behind the gondola the hand is hidden) by projecting a model arm through the camera's
 calibration: the arm's samples must be foreground and the points just past the hand, further into
-the shelf, must not be. The best candidate summed over the cameras is the hand, if the arm is really
+the shelf, must not be. The best candidate averaged over the cameras is the hand, if the arm is really
 there (a shopper who only stands at the shelf has no foreground out there).
+
+The work splits at the camera. Each camera scores, from its own frame's foreground, the candidates
+around the shopper where it places them, a little beyond reach (`HandFinder.camera_evidence`; the arm
+starts at the shoulders of the shopper standing there), and names only those scoring above 0. The
+store stage takes the candidates around the shopper's store-level position and averages each one's
+scores over the cameras that can judge it (`HandFinder.combine`); which cameras can (a front they are
+not behind, in their image, not over the shopper's body there) follows from the geometry alone, so
+the store stage works it out itself, and a candidate a camera could judge but did not name scored 0
+there. Candidates lie on a fixed grid along each front, named by their coordinates to the millimetre,
+so all cameras name a point alike. This is what lets the per-camera stage run on other machines than
+the store stage.
 
 `Backgrounds` keeps each camera's empty-store image (a running average that people do not enter: the
 detector's boxes are left out of the update). Pure numpy and OpenCV on images; no I/O.
@@ -33,6 +44,16 @@ Mask = NDArray[np.bool_]
 _ANGLES = np.linspace(0.0, 2.0 * math.pi, 16, endpoint=False)
 Box = tuple[float, float, float, float]
 HandPoint = tuple[float, float, float]
+HandCandidate = tuple[float, float, float, float]
+"""x, y, z of a candidate hand point (store metres, rounded to the millimetre: the name a candidate goes
+by across cameras) and one camera's score for it (0-1, 3 decimals)."""
+_Key = tuple[int, int, int]
+"""A candidate's place on the grid: (front, shelf, step along the front), in the order they are tried."""
+
+
+def _name(x: float, y: float, z: float) -> tuple[float, float, float]:
+    """How a candidate point is named on the wire: its coordinates to the millimetre."""
+    return (round(float(x), 3), round(float(y), 3), round(float(z), 3))
 
 
 @dataclass(frozen=True)
@@ -67,6 +88,10 @@ class HandParams:
     """Best candidate's mean score over cameras (1 = every sample as an arm would be) to be a hand."""
     background_rate: float = 0.05
     """Weight of a new frame in the background average, where no person is."""
+    evidence_slack_m: float = 0.6
+    """A camera scores the candidates this much beyond the reach of the shopper where it places them:
+    the store stage searches around the shopper's store-level position, which may lie up to this far
+    from one camera's (cameras linked to one shopper agree within 0.6 m, `StoreTrackerParams.same_person_m`)."""
 
 
 @dataclass(frozen=True)
@@ -135,47 +160,111 @@ class HandFinder:
     def find(self, x: float, y: float, foreground: dict[str, Mask]) -> HandPoint | None:
         """The hand of the shopper standing at (x, y), seen by the cameras in `foreground` (camera id ->
         its latest foreground); None when no arm reaches into a shelf."""
+        views = [(cid, x, y, self.camera_evidence(cid, x, y, fg)) for cid, fg in foreground.items()]
+        return self.combine(x, y, views)
+
+    def camera_evidence(self, camera_id: str, x: float, y: float, foreground: Mask) -> list[HandCandidate]:
+        """One camera's evidence for the hand of the shopper it places at (x, y): the candidates around
+        them (within reach, widened by `evidence_slack_m`) at fronts it is not behind that its foreground
+        (in the calibration's pixels) scores above 0, in grid order. Every other candidate of that area
+        that is in its image scored 0."""
+        model = self.models[camera_id]
+        body = np.array([x, y])
+        out: list[HandCandidate] = []
+        for front, points, _keys in self._candidates(body, self.params.evidence_slack_m):
+            if not self._sees(model, front):
+                continue
+            scores = self._scores(model, foreground, body, front, points)
+            for (hx, hy, hz), score in zip(points, scores, strict=True):
+                if score > 0:
+                    out.append((*_name(hx, hy, hz), round(float(score), 3)))
+        return out
+
+    def combine(
+        self, x: float, y: float, views: Sequence[tuple[str, float, float, Sequence[HandCandidate]]]
+    ) -> HandPoint | None:
+        """The hand of the shopper at (x, y) from the evidence of the cameras that see them: per camera
+        (camera id, where that camera places the shopper, its `camera_evidence`). A candidate counts in
+        the cameras that can judge it: at a front the camera is not behind, in its image, not over the
+        shopper's own body there, and in the area the camera's evidence covers. Its score is its mean
+        over those; the best one scoring `min_score` or more is the hand (the first in grid order on a
+        tie); None when there is none."""
         p = self.params
         body = np.array([x, y])
-        best: tuple[float, HandPoint] | None = None
-        for front in self.fronts:
-            rel = body - front.start
-            out = float(rel @ front.normal)
-            along = float(rel @ front.direction)
-            if not (0.0 < out <= p.reach_out_m and -p.along_m < along < front.length + p.along_m):
-                continue
-            s = np.arange(max(along - p.along_m, 0.0), min(along + p.along_m, front.length) + 1e-9, p.step_m)
-            if len(s) == 0:
-                continue
-            hands = np.array(
-                [[*(front.start + front.direction * si), z] for z in front.hand_z for si in s], dtype=float
-            )
-            total = np.zeros(len(hands))
-            views = np.zeros(len(hands))
-            for camera_id, fg in foreground.items():
-                model = self.models[camera_id]
-                cam_xy = model.position[:2]
-                if float((cam_xy - front.start) @ front.normal) < -p.camera_behind_m:
-                    continue  # the gondola is between this camera and the hand
-                scores, seen = self._scores(model, fg, body, front, hands)
-                total += np.where(seen, scores, 0.0)
-                views += seen
-            if not bool(views.any()):
-                continue
-            # a candidate is judged by the cameras that have it in their image
-            total = total / np.maximum(views, 1.0)
-            k = int(np.argmax(total))
-            score = float(total[k])
+        candidates = self._candidates(body, 0.0)
+        total: dict[_Key, float] = {}
+        count: dict[_Key, int] = {}
+        where: dict[_Key, HandPoint] = {}
+        for camera_id, cx, cy, evidence in views:
+            if not candidates:
+                break
+            model = self.models[camera_id]
+            covered = {k for _, _, keys in self._candidates(np.array([cx, cy]), p.evidence_slack_m) for k in keys}
+            scores = {(hx, hy, hz): score for hx, hy, hz, score in evidence}
+            for front, points, keys in candidates:
+                if not self._sees(model, front):
+                    continue
+                for (hx, hy, hz), key, ok in zip(points, keys, self._usable(model, body, points), strict=True):
+                    if ok and key in covered:
+                        count[key] = count.get(key, 0) + 1
+                        total[key] = total.get(key, 0.0) + scores.get(_name(hx, hy, hz), 0.0)
+                        where[key] = (float(hx), float(hy), float(hz))
+        best: tuple[float, _Key] | None = None
+        for key in sorted(count):
+            score = total[key] / count[key]
             if score >= p.min_score and (best is None or score > best[0]):
-                hx, hy, hz = (float(v) for v in hands[k])
-                best = (score, (hx, hy, hz))
-        return best[1] if best is not None else None
+                best = (score, key)
+        return where[best[1]] if best is not None else None
 
-    def _scores(
-        self, model: CameraModel, fg: Mask, body: FloatArray, front: _Front, hands: FloatArray
-    ) -> tuple[FloatArray, NDArray[np.bool_]]:
+    def _candidates(self, body: FloatArray, slack_m: float) -> list[tuple[_Front, FloatArray, list[_Key]]]:
+        """The candidate hand points of a shopper standing at `body`, per shelf front within reach
+        (`reach_out_m` + `slack_m`): every `step_m` along the front, counted from its start (so that
+        nearby bodies share points), within `along_m` + `slack_m` either side of the body, at each
+        shelf's hand height; shelf by shelf."""
+        p = self.params
+        out = []
+        for i, front in enumerate(self.fronts):
+            rel = body - front.start
+            out_m = float(rel @ front.normal)
+            along = float(rel @ front.direction)
+            reach, side = p.reach_out_m + slack_m, p.along_m + slack_m
+            if not (-slack_m < out_m <= reach and -side < along < front.length + side):
+                continue
+            k0 = max(math.ceil((along - side) / p.step_m - 1e-9), 0)
+            k1 = min(math.floor((along + side) / p.step_m + 1e-9), math.floor(front.length / p.step_m + 1e-9))
+            if k1 < k0:
+                continue
+            steps = range(k0, k1 + 1)
+            points = np.array(
+                [[*(front.start + front.direction * (k * p.step_m)), z] for z in front.hand_z for k in steps],
+                dtype=float,
+            )
+            keys = [(i, j, k) for j in range(len(front.hand_z)) for k in steps]
+            out.append((front, points, keys))
+        return out
+
+    def _sees(self, model: CameraModel, front: _Front) -> bool:
+        """Whether the camera is on the aisle side of the front, or not far behind it: farther behind,
+        the gondola is between the camera and a hand in that shelf."""
+        cam_xy = model.position[:2]
+        return float((cam_xy - front.start) @ front.normal) >= -self.params.camera_behind_m
+
+    def _usable(self, model: CameraModel, body: FloatArray, hands: FloatArray) -> NDArray[np.bool_]:
+        """Per candidate hand point, whether this camera can judge it: the point is in its image and not
+        over the body of the shopper standing at `body` (the body is foreground anyway: the camera cannot
+        tell whether an arm reaches that point)."""
+        w, h = model.camera.resolution
+        uv, ok = model.world_to_pixel(hands)
+        u = np.round(uv[:, 0]).astype(np.int64)
+        v = np.round(uv[:, 1]).astype(np.int64)
+        usable = ok & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        body_mask = self._body_silhouette(model, body, (h, w))
+        usable[usable] = ~body_mask[v[usable], u[usable]]
+        return np.asarray(usable, dtype=np.bool_)
+
+    def _scores(self, model: CameraModel, fg: Mask, body: FloatArray, front: _Front, hands: FloatArray) -> FloatArray:
         """Per candidate hand point, how much this camera's foreground looks like an arm ending there
-        (0..1), and whether the camera has that point in its image at all."""
+        (0..1)."""
         p = self.params
         n = len(hands)
         # the arm starts at the left or the right shoulder: both are tried, the better counts
@@ -210,14 +299,7 @@ class HandFinder:
         clear_score = np.where(seen[2 * k :], ~hits[2 * k :], 0.5).mean(axis=0)
         # the hand itself must be foreground: without it, nothing reaches here
         hand_seen = hits[hand_row]
-        score = np.asarray(np.where(hand_seen, arm_score * clear_score, 0.0), dtype=np.float64)
-        # where the candidate hand lies over the shopper's own body in this image, the body is
-        # foreground there anyway: this camera cannot tell whether an arm reaches that point
-        body_mask = self._body_silhouette(model, body, fg.shape)
-        hand_u, hand_v = u[hand_row * n : hand_row * n + n], v[hand_row * n : hand_row * n + n]
-        usable = seen[hand_row].copy()
-        usable[usable] = ~body_mask[hand_v[usable], hand_u[usable]]
-        return score, usable
+        return np.asarray(np.where(hand_seen, arm_score * clear_score, 0.0), dtype=np.float64)
 
     def _body_silhouette(self, model: CameraModel, body: FloatArray, shape: tuple[int, ...]) -> Mask:
         """Where an upright body (radius `body_radius_m`, floor to `body_height_m`) standing at `body`

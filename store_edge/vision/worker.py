@@ -1,14 +1,19 @@
-"""`store-edge vision` and `store-edge camera`: the I/O around `VisionPipeline`.
+"""`store-edge vision` and `store-edge camera`: the I/O around the two stages of the vision path.
 
 Sources of frames: a video file (MP4, or anything OpenCV opens: an RTSP URL, a USB camera index) for
 one camera; a recording with `camera/*/frame` messages (`store-edge simulate --frames`); or the live
-`camera/+/frame` topics on MQTT. Outputs: `camera/{id}/tracks` per processed frame and `tracks`
+`camera/CAM/frame` topics on MQTT. Outputs: `camera/{id}/tracks` per processed frame and `tracks`
 (store-level `ShopperTracks`) per tick, published on MQTT or written into a recording.
 
 Offline (file and recording), every frame is processed, in time order, frames of one instant in one
 batch. Live, each batch is one instant of the cameras, whose frames may come tens of milliseconds apart:
 the worker waits (briefly) for the rest of an instant before it runs it. A worker that falls behind skips
 frames: each batch takes the newest frame of every camera.
+
+Live, the stages may run in one process (`LiveVisionWorker` with both stages: frames in, camera tracks
+and store tracks out) or apart: `LiveVisionWorker` with the per-camera stage only, for some of the
+store's cameras, on each of several machines, and one `LiveStoreWorker` that takes the cameras'
+`camera/+/tracks`, one instant at a time in the same way, and publishes `tracks`.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -34,7 +39,8 @@ from store_edge.protocol.codec import ProtocolError, decode, encode, schema_name
 from store_edge.protocol.topics import ROUTES, parse_topic, store_prefix, topic_for
 from store_edge.protocol.truth import TRUTH_MODELS
 from store_edge.recording.mcap_io import RecordingWriter, read_messages, read_metadata
-from store_edge.vision.detector import Frame, VisionPipeline
+from store_edge.vision.detector import CameraResult, Frame, VisionPipeline
+from store_edge.vision.store_stage import StoreStage
 from store_edge.vision.store_tracker import FloorTrack
 
 log = logging.getLogger(__name__)
@@ -110,10 +116,10 @@ class VisionOutput:
         self.store_id = store_id
         self.headers = HeaderSource(device_id)
 
-    def camera_tracks(self, pipeline_result: Iterable[tuple[str, int, list[m.CameraTrack]]]) -> list[m.CameraTracks]:
+    def camera_tracks(self, results: Iterable[CameraResult]) -> list[m.CameraTracks]:
         return [
-            m.CameraTracks(header=self.headers.next(t_ns), camera_id=cam, frame_ts_ns=t_ns, tracks=tracks)
-            for cam, t_ns, tracks in pipeline_result
+            m.CameraTracks(header=self.headers.next(r.t_ns), camera_id=r.camera_id, frame_ts_ns=r.t_ns, tracks=r.tracks)
+            for r in results
         ]
 
     def shopper_tracks(self, t_ns: int, tracks: list[FloorTrack]) -> m.ShopperTracks:
@@ -136,30 +142,19 @@ class VisionOutput:
 
 
 def process(pipeline: VisionPipeline, output: VisionOutput, frames: list[Frame]) -> list[m.Message]:
-    """One batch of frames (one instant, or the newest of each camera): camera tracks, then store tracks."""
-    results = pipeline.detect(frames)
-    msgs: list[m.Message] = list(
-        output.camera_tracks(
-            (
-                r.camera_id,
-                r.t_ns,
-                [
-                    m.CameraTrack(
-                        track_id=d.track_id,
-                        box=(round(d.box[0], 1), round(d.box[1], 1), round(d.box[2], 1), round(d.box[3], 1)),
-                        confidence=round(d.confidence, 3),
-                        floor=(round(d.floor[0], 3), round(d.floor[1], 3)) if d.floor else None,
-                    )
-                    for d in r.detections
-                ],
-            )
-            for r in results
-        )
-    )
-    if results:
-        t_ns = max(r.t_ns for r in results)
-        msgs.append(output.shopper_tracks(t_ns, pipeline.tick(t_ns)))
+    """One batch of frames (one instant, or the newest of each camera): camera tracks, then (with the
+    store stage) store tracks made from those same messages, as a store stage elsewhere would get them."""
+    camera_tracks = output.camera_tracks(pipeline.camera_stage.detect(frames))
+    msgs: list[m.Message] = list(camera_tracks)
+    if camera_tracks and pipeline.store_stage is not None:
+        msgs.append(store_tick(pipeline.store_stage, output, camera_tracks))
     return msgs
+
+
+def store_tick(stage: StoreStage, output: VisionOutput, batch: Sequence[m.CameraTracks]) -> m.ShopperTracks:
+    """The store stage on one instant's camera tracks: the `ShopperTracks` of that instant."""
+    t_ns, tracks = stage.step(batch)
+    return output.shopper_tracks(t_ns, tracks)
 
 
 def run_offline(
@@ -223,90 +218,115 @@ def _counted(frames: Iterator[Frame], bar: tqdm[Any]) -> Iterator[Frame]:
         yield f
 
 
-class LiveVisionWorker:
-    """Subscribes to `camera/+/frame` of a store and publishes camera tracks and store tracks."""
+class _Timed(Protocol):
+    """What batching by instant needs of an item: its camera and its time."""
 
-    def __init__(self, pipeline: VisionPipeline, broker: BrokerAddress, device_id: str, settle_s: float = 0.1) -> None:
-        self.pipeline = pipeline
-        store_id = pipeline.store.store_id
+    @property
+    def camera_id(self) -> str: ...
+
+    @property
+    def t_ns(self) -> int: ...
+
+
+Item = TypeVar("Item", bound=_Timed)
+
+
+class _InstantWorker(Generic[Item]):
+    """Takes one camera item (a frame, or a frame's camera tracks) per camera and instant from MQTT,
+    runs each whole instant as one batch (`_handle`) and publishes what that gives."""
+
+    def __init__(
+        self,
+        store_id: str,
+        broker: BrokerAddress,
+        device_id: str,
+        cameras: Iterable[str],
+        subscriptions: tuple[str, ...],
+        settle_s: float,
+    ) -> None:
+        self.store_id = store_id
         self.output = VisionOutput(store_id, device_id)
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=1000)
         self.stopping = threading.Event()
-        self.frames_in = self.frames_done = self.frames_skipped = self.bad_frames = self.batches = 0
+        self.received = self.done = self.skipped = self.bad = self.batches = 0
+        """Messages received, items run, items passed over (a newer one of their camera came, or the
+        inbox was full), messages that could not be decoded, batches run."""
+        self.cameras = frozenset(cameras)
+        """The cameras this worker serves; items of other cameras are dropped."""
         self.settle_s = settle_s
-        """How long a batch still waiting for an expected camera waits after the last frame that joined it.
-        The ~14 cameras' frames of one instant come over MQTT within tens of milliseconds, and cameras send
-        2-4 frames/s (250-500 ms apart): 0.1 s is under half a frame period, so a camera that is late or
-        down costs a batch at most that, and a batch never waits into the next instant."""
-        self.expected = {c.id for c in pipeline.store.cameras}
-        """The cameras a batch waits for: the layout's, less those that sent nothing while a batch waited
+        """How long a batch still waiting for an expected camera waits after the last item that joined it."""
+        self.expected = set(self.cameras)
+        """The cameras a batch waits for: this worker's, less those that sent nothing while a batch waited
         out `settle_s` (a camera down, or not installed); a camera is expected again once it sends."""
-        self._held: list[Frame] = []
-        """Frames of a camera's next instant that came while a batch waited: the next batch's first."""
+        self._held: list[Item] = []
+        """Items of a camera's next instant that came while a batch waited: the next batch's first."""
         self._last_t_ns: int | None = None
         """The instant of the last batch."""
         self.link = MqttLink(
-            broker,
-            device_id,
-            on_message=self._message,
-            subscriptions=(f"{store_prefix(store_id)}/camera/+/frame",),
-            skip_retained=True,
+            broker, device_id, on_message=self._message, subscriptions=subscriptions, skip_retained=True
         )
-        self.thread = threading.Thread(target=self._run, name="vision-worker", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=f"vision-{device_id}", daemon=True)
+
+    def _decode(self, topic: str, payload: bytes) -> Item | None:
+        """The item in a message, or None for a message of another kind; raises `ProtocolError`."""
+        raise NotImplementedError
+
+    def _handle(self, batch: list[Item]) -> list[m.Message]:
+        """One instant: the messages to publish."""
+        raise NotImplementedError
 
     def _message(self, topic: str, payload: bytes, mid: int) -> None:
-        self.frames_in += 1
+        self.received += 1
         try:
             self.inbox.put_nowait((topic, payload))
         except queue.Full:
-            self.frames_skipped += 1
+            self.skipped += 1
 
-    def _take(self, timeout_s: float) -> Frame | None:
-        """The next decodable frame from the inbox, waiting up to `timeout_s` (0: only one queued now)."""
+    def _take(self, timeout_s: float) -> Item | None:
+        """The next item of this worker's cameras from the inbox, waiting up to `timeout_s` (0: only one
+        queued now)."""
         while True:
             try:
                 topic, payload = self.inbox.get(timeout=timeout_s) if timeout_s > 0 else self.inbox.get_nowait()
             except queue.Empty:
                 return None
             try:
-                msg = decode(topic, payload)
-                if not isinstance(msg, m.CameraFrame):
-                    continue
-                f = frame_from_message(msg)
+                item = self._decode(topic, payload)
             except ProtocolError as e:
-                self.bad_frames += 1
-                log.warning("dropped a frame on %s: %s", topic, e.reason)
+                self.bad += 1
+                log.warning("dropped a message on %s: %s", topic, e.reason)
                 continue
-            if f.camera_id in self.pipeline.cameras:
-                self.expected.add(f.camera_id)
-            return f
+            if item is None or item.camera_id not in self.cameras:
+                continue
+            self.expected.add(item.camera_id)
+            return item
 
-    def _keep_newest(self, batch: dict[str, Frame], f: Frame) -> None:
-        old = batch.get(f.camera_id)
+    def _keep_newest(self, batch: dict[str, Item], item: Item) -> None:
+        old = batch.get(item.camera_id)
         if old is not None:
-            self.frames_skipped += 1
-        if old is None or f.t_ns >= old.t_ns:
-            batch[f.camera_id] = f
+            self.skipped += 1
+        if old is None or item.t_ns >= old.t_ns:
+            batch[item.camera_id] = item
 
-    def _instant(self, batch: dict[str, Frame]) -> int | None:
-        """The newest frame time of the batch, if later than the last batch's instant (frames that come
+    def _instant(self, batch: dict[str, Item]) -> int | None:
+        """The newest item time of the batch, if later than the last batch's instant (items that come
         after their instant went through only join the next one; they do not make an instant of their own)."""
         t_ns = max(f.t_ns for f in batch.values())
         return t_ns if self._last_t_ns is None or t_ns > self._last_t_ns else None
 
-    def _complete(self, batch: dict[str, Frame], t_ns: int | None) -> bool:
+    def _complete(self, batch: dict[str, Item], t_ns: int | None) -> bool:
         return t_ns is not None and all(c in batch and batch[c].t_ns >= t_ns for c in self.expected)
 
-    def _next_batch(self) -> list[Frame]:
-        """One instant: the newest frame of each camera.
+    def _next_batch(self) -> list[Item]:
+        """One instant: the newest item of each camera.
 
-        Starts from the frames held back by the last batch, or waits for one, and takes everything queued
-        with them, keeping the newest frame of each camera: a worker that fell behind skips frames. The
-        newest of those frames is the batch's instant. Then it waits for the rest of that instant: until
-        every expected camera has a frame at or after it, or `settle_s` passes with no frame joining. A
-        frame of a camera that already has one at or after the instant is of its next instant: it is held
+        Starts from the items held back by the last batch, or waits for one, and takes everything queued
+        with them, keeping the newest item of each camera: a worker that fell behind skips frames. The
+        newest of those items is the batch's instant. Then it waits for the rest of that instant: until
+        every expected camera has an item at or after it, or `settle_s` passes with no item joining. An
+        item of a camera that already has one at or after the instant is of its next instant: it is held
         for the next batch, not merged into this one."""
-        batch: dict[str, Frame] = {}
+        batch: dict[str, Item] = {}
         arrived, self._held = self._held, []
         if not arrived:
             first = self._take(0.2)
@@ -336,22 +356,21 @@ class LiveVisionWorker:
             if not complete:
                 silent = self.expected - batch.keys() - {f.camera_id for f in self._held}
                 if silent:
-                    log.info("no frame of this instant from %s: not waiting for them until they send", sorted(silent))
+                    log.info("nothing of this instant from %s: not waiting for them until they send", sorted(silent))
                     self.expected -= silent
         return sorted(batch.values(), key=lambda f: f.t_ns)
 
     def _run(self) -> None:
-        store_id = self.pipeline.store.store_id
         while not self.stopping.is_set():
-            frames = self._next_batch()
-            if not frames:
+            batch = self._next_batch()
+            if not batch:
                 continue
-            for msg in process(self.pipeline, self.output, frames):
-                self.link.publish(topic_for(store_id, msg), encode(msg))
-            self.frames_done += len(frames)
+            for msg in self._handle(batch):
+                self.link.publish(topic_for(self.store_id, msg), encode(msg))
+            self.done += len(batch)
             self.batches += 1
 
-    def start(self) -> LiveVisionWorker:
+    def start(self) -> _InstantWorker[Item]:
         self.link.start()
         self.thread.start()
         return self
@@ -360,6 +379,112 @@ class LiveVisionWorker:
         self.stopping.set()
         self.thread.join(timeout=10)
         self.link.stop()
+
+
+class LiveVisionWorker(_InstantWorker[Frame]):
+    """Subscribes to the frames of the pipeline's cameras (`camera/+/frame` for all of a store's) and
+    publishes their camera tracks, and with the store stage (`VisionPipeline(store_stage=True)`, the
+    default) the store tracks too."""
+
+    def __init__(self, pipeline: VisionPipeline, broker: BrokerAddress, device_id: str, settle_s: float = 0.1) -> None:
+        """`settle_s`: the ~14 cameras' frames of one instant come over MQTT within tens of milliseconds, and
+        cameras send 2-4 frames/s (250-500 ms apart): 0.1 s is under half a frame period, so a camera that
+        is late or down costs a batch at most that, and a batch never waits into the next instant."""
+        self.pipeline = pipeline
+        store_id = pipeline.store.store_id
+        super().__init__(store_id, broker, device_id, pipeline.cameras, frame_topics(pipeline), settle_s)
+
+    @property
+    def frames_in(self) -> int:
+        return self.received
+
+    @property
+    def frames_done(self) -> int:
+        return self.done
+
+    @property
+    def frames_skipped(self) -> int:
+        return self.skipped
+
+    @property
+    def bad_frames(self) -> int:
+        return self.bad
+
+    def _decode(self, topic: str, payload: bytes) -> Frame | None:
+        msg = decode(topic, payload)
+        return frame_from_message(msg) if isinstance(msg, m.CameraFrame) else None
+
+    def _handle(self, batch: list[Frame]) -> list[m.Message]:
+        return process(self.pipeline, self.output, batch)
+
+    def start(self) -> LiveVisionWorker:
+        super().start()
+        return self
+
+
+def frame_topics(pipeline: VisionPipeline) -> tuple[str, ...]:
+    """What a vision worker subscribes to: `camera/+/frame` for every camera of the store, else each of
+    its cameras' frame topic (the broker sends it no other camera's frames)."""
+    prefix = store_prefix(pipeline.store.store_id)
+    if set(pipeline.cameras) == {c.id for c in pipeline.store.cameras}:
+        return (f"{prefix}/camera/+/frame",)
+    return tuple(f"{prefix}/camera/{cid}/frame" for cid in pipeline.cameras)
+
+
+@dataclass(frozen=True)
+class _Tracks:
+    """One camera's tracks of one frame, as the store stage batches them."""
+
+    msg: m.CameraTracks
+
+    @property
+    def camera_id(self) -> str:
+        return self.msg.camera_id
+
+    @property
+    def t_ns(self) -> int:
+        return self.msg.frame_ts_ns
+
+
+class LiveStoreWorker(_InstantWorker[_Tracks]):
+    """The store stage on its own: subscribes to `camera/+/tracks` (or those of `cameras`), takes one
+    instant of the cameras at a time like the vision worker does with frames (waiting for every camera
+    it expects, or `settle_s` with nothing joining), and publishes that instant's `tracks`."""
+
+    def __init__(
+        self,
+        stage: StoreStage,
+        broker: BrokerAddress,
+        device_id: str,
+        cameras: Iterable[str] | None = None,
+        settle_s: float = 0.2,
+    ) -> None:
+        """`settle_s` (0.2 s by default, twice the vision worker's): the tracks of one instant come from
+        several camera machines, each after running its batch, so they spread over the difference in
+        those machines' processing times as well as over the cameras' sending."""
+        self.stage = stage
+        store_id = stage.store.store_id
+        chosen = list(cameras) if cameras is not None else [c.id for c in stage.store.cameras]
+        unknown = sorted(set(chosen) - set(stage.cameras))
+        if unknown:
+            raise ValueError(f"store {store_id} has no camera {', '.join(unknown)}")
+        prefix = store_prefix(store_id)
+        if cameras is None:
+            topics: tuple[str, ...] = (f"{prefix}/camera/+/tracks",)
+        else:
+            topics = tuple(f"{prefix}/camera/{cid}/tracks" for cid in chosen)
+        super().__init__(store_id, broker, device_id, chosen, topics, settle_s)
+
+    def _decode(self, topic: str, payload: bytes) -> _Tracks | None:
+        msg = decode(topic, payload)
+        return _Tracks(msg) if isinstance(msg, m.CameraTracks) else None
+
+    def _handle(self, batch: list[_Tracks]) -> list[m.Message]:
+        return [store_tick(self.stage, self.output, [item.msg for item in batch])]
+
+    def start(self) -> LiveStoreWorker:
+        super().start()
+        return self
 
 
 def publish_camera(
