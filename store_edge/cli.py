@@ -407,8 +407,8 @@ def _cmd_vision(args: argparse.Namespace) -> int:
     settle = {} if args.settle_s is None else {"settle_s": args.settle_s}
     worker = LiveVisionWorker(pipeline, parse_broker_url(args.broker, os.environ), device_id, **settle).start()
     topics = ", ".join(t.split("/", 3)[3] for t in frame_topics(pipeline))
-    stage = "both stages" if args.stage == "all" else "cameras stage: camera/CAM/tracks only"
-    print(f"store-edge vision: store {store_id}, {stage}, {topics} on {args.broker}", file=sys.stderr)
+    stage = "" if args.stage == "all" else "camera stage only (camera/CAM/tracks, no store tracks), "
+    print(f"store-edge vision: store {store_id}, {stage}{topics} on {args.broker}", file=sys.stderr)
     try:
         stop.wait()
     finally:

@@ -129,10 +129,10 @@ class CameraTrack(_Msg):
     )
     hand_candidates: list[tuple[float, float, float, float]] | None = Field(
         default=None,
-        max_length=2000,
-        description="[x, y, z, score]: the hand points at shelf fronts within reach of `floor` that this camera "
-        "scored above 0 (store metres; score 0-1); the other candidates it can judge scored 0; "
-        "null: no hand search (no floor point, or a producer without one)",
+        max_length=4000,
+        description="[x, y, z, score]: the candidate hand points (shelf fronts, on a 2.5 cm grid, at each shelf's "
+        "hand height) around `floor` that this camera scored above 0 (store metres to the mm; score 0-1); a "
+        "candidate of that area in its image that is not listed scored 0. null: no hand search",
     )
 
 

@@ -92,6 +92,10 @@ class HandParams:
     """A camera scores the candidates this much beyond the reach of the shopper where it places them:
     the store stage searches around the shopper's store-level position, which may lie up to this far
     from one camera's (cameras linked to one shopper agree within 0.6 m, `StoreTrackerParams.same_person_m`)."""
+    max_evidence: int = 4000
+    """At most this many candidates of one camera for one shopper (the best scores; the wire's bound on
+    `CameraTrack.hand_candidates`). Real frames name tens; only a frame that is foreground everywhere
+    (the light changed) comes near it."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,9 @@ class HandFinder:
             for (hx, hy, hz), score in zip(points, scores, strict=True):
                 if score > 0:
                     out.append((*_name(hx, hy, hz), round(float(score), 3)))
+        if len(out) > self.params.max_evidence:
+            best = sorted(range(len(out)), key=lambda i: -out[i][3])[: self.params.max_evidence]
+            out = [out[i] for i in sorted(best)]
         return out
 
     def combine(
