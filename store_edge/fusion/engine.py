@@ -206,6 +206,8 @@ class FusionEngine:
         self._stands: dict[tuple[str, str], tuple[SensorFault, int, int]] = {}
         """(plate, track) -> (fault, from, until): someone standing at a faulty plate."""
         self._faulty_events = 0
+        self._attended: dict[tuple[str, float], int] = {}
+        """(shelf, where) of a curtain's open hand -> when a track last stood near it."""
 
     def __setstate__(self, state: dict[str, object]) -> None:
         """An engine saved (a worker's snapshot) before sensor health had no monitor: it starts watching
@@ -213,6 +215,7 @@ class FusionEngine:
         self.__dict__.update(state)
         if "health" not in state:
             self._watch_sensors()
+        self.__dict__.setdefault("_attended", {})
 
     # --- input ---------------------------------------------------------------------------------
     def handle(self, msg: Message) -> EngineOutput:
@@ -261,6 +264,7 @@ class FusionEngine:
             self._revisit_corrected(out)
             if self._faulty_plates or self._stands:
                 self._stood_at_faulty_plates(msg)
+            self._unattended_hands(msg, out)
             self._blind_reaches(out)
             out.closed_carts += self._close_finished(msg.header.ts_ns)
         return out
@@ -517,6 +521,25 @@ class FusionEngine:
             found = self._fault_of(decision.event)
             if found is not None:
                 self._hold_decision(decision, found, out)
+
+    def _unattended_hands(self, msg: ShopperTracks, out: EngineOutput) -> None:
+        """A curtain that says a hand is in where, for `unattended_s`, the tracks show nobody standing is
+        stuck on: flagged now instead of after `max_hand_s`, which holds the shelf's events back."""
+        hands = self.health.open_hands()
+        if not hands:
+            self._attended.clear()
+            return
+        p = self.health.params
+        now = msg.header.ts_ns
+        self._attended = {k: t for k, t in self._attended.items() if k in {(s, x) for s, x, _ in hands}}
+        for shelf_id, x_m, since_ns in hands:
+            hx, hy, _ = self.store.shelf_position_to_store(shelf_id, x_m)
+            if any(math.hypot(t.x - hx, t.y - hy) <= p.attended_m for t in msg.tracks):
+                self._attended[(shelf_id, x_m)] = now
+            elif now - max(since_ns, self._attended.get((shelf_id, x_m), 0)) > p.unattended_s * NS:
+                fault = self.health.stuck_unattended(shelf_id, since_ns)
+                if fault is not None:
+                    self._sensor_fault(fault, out)
 
     def _fault_of(self, event: WeightEvent) -> SensorFault | None:
         """A fault the event's measurement or placing depends on: its shelf's curtain stuck meanwhile, or a

@@ -9,8 +9,10 @@ reading (NaN/None) for `no_reading_s` is dead. A short dropout is neither: the e
 treats a missing reading as activity, never as a level.
 
 A curtain is stuck on when a hand it reported has not left after the limit the event detector waits for
-a hand (`WeightEventParams.max_hand_s`, passed in): one limit decides both. From then on its reports
-are not trusted until it reports a hand leaving again.
+a hand (`WeightEventParams.max_hand_s`, passed in): one limit decides both. Sooner when the cameras say
+nobody has stood where that hand is for `unattended_s` (the engine, which knows where people are, asks
+`open_hands` and calls `stuck_unattended`). From then on its reports are not trusted until it reports a
+hand leaving again.
 
 Pure domain code: feed it what the engine sees, ask what is faulty. No I/O, no clocks.
 """
@@ -40,6 +42,12 @@ class SensorHealthParams:
     between, for this long is dead; shorter is a dropout."""
     keep_ended: int = 1000
     """Ended faults kept for the engine to ask about (the newest)."""
+    unattended_s: float = 5.0
+    """A curtain's hand nobody has stood within `attended_m` of for this long (by the tracks) is a
+    curtain stuck on: a reach needs a person at the shelf. Longer than a tracker's usual dropout."""
+    attended_m: float = 1.5
+    """How far from the shelf front where a hand is a person may stand and still be the one reaching
+    (an arm's reach plus the tracker's position error)."""
 
 
 @dataclass(frozen=True)
@@ -213,9 +221,26 @@ class SensorHealthMonitor:
         oldest = min(c.hands.values())
         if now_ns - oldest <= self.hand_limit_ns:
             return []
-        c.fault = SensorFault("stuck_on", c.device_id, shelf_id, None, oldest)
+        return [self._stuck(shelf_id, c, oldest)]
+
+    def open_hands(self) -> list[tuple[str, float, int]]:
+        """(shelf, where along it, since when) of each hand a trusted curtain reports in now."""
+        return [
+            (shelf, x, since) for shelf, c in self._curtains.items() if c.fault is None for x, since in c.hands.items()
+        ]
+
+    def stuck_unattended(self, shelf_id: str, since_ns: int) -> SensorFault | None:
+        """The cameras say nobody stood where the shelf's curtain has a hand in: it is stuck on, since the
+        hand went in. None if it is already known to be."""
+        c = self._curtains.get(shelf_id)
+        if c is None or c.fault is not None:
+            return None
+        return self._stuck(shelf_id, c, since_ns)
+
+    def _stuck(self, shelf_id: str, c: _Curtain, since_ns: int) -> SensorFault:
+        c.fault = SensorFault("stuck_on", c.device_id, shelf_id, None, since_ns)
         c.hands.clear()
-        return [c.fault]
+        return c.fault
 
     def curtain_stuck(self, shelf_id: str) -> SensorFault | None:
         """The shelf's curtain fault in force, if any."""

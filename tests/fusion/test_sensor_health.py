@@ -17,7 +17,7 @@ from store_edge.fusion.products import ProductParams
 from store_edge.fusion.sensor_health import SensorFault, SensorHealthMonitor, SensorHealthParams
 from store_edge.fusion.weight_events import ShelfWeightEventDetector, WeightEventParams
 from store_edge.layout import StoreLayout, load_store
-from store_edge.protocol.messages import CurtainEvent, Message, WeightBatch
+from store_edge.protocol.messages import CurtainEvent, Message, ShopperTracks, WeightBatch
 from store_edge.recording.mcap_io import read_messages
 from tests.conftest import DEMO_STORE, ROOT
 
@@ -358,3 +358,28 @@ def test_an_engine_snapshot_keeps_its_faults_and_one_from_before_sensor_health_s
 
 
 OLD_ENGINE_LACKS = ("health", "_blind", "_blind_seen", "_faulty_plates", "_stands", "_faulty_events")
+
+
+def test_a_stuck_curtain_where_nobody_stands_is_flagged_by_the_tracks_before_the_hand_limit(
+    demo_store: StoreLayout, hard_cases: list[Message]
+) -> None:
+    """G5-S1's curtain loses its `leave`s: its last hand goes in as the store empties. Nobody stands
+    within 1.5 m of that hand for 5 s, so the tracks flag the curtain then, not after the 15 s limit."""
+    msgs = [m for m in hard_cases if not (isinstance(m, CurtainEvent) and m.shelf_id == "G5-S1" and m.event == "leave")]
+    engine = FusionEngine(demo_store)
+    flagged = [(m, f) for m in msgs for f in engine.handle(m).sensor_faults]
+    [(by, fault)] = flagged
+    assert (fault.kind, fault.device_id) == ("stuck_on", "ir-G5-S1")
+    assert isinstance(by, ShopperTracks)  # the tracks flagged it
+    assert 5 * NS < by.header.ts_ns - fault.since_ns < 6 * NS  # unattended_s, not max_hand_s
+
+
+def test_a_hand_someone_stands_at_is_not_flagged_before_the_hand_limit(
+    demo_store: StoreLayout, hard_cases: list[Message]
+) -> None:
+    """G1-S1 is busy: people stand at alice's hand all along, so only the hand limit flags it."""
+    msgs = [m for m in hard_cases if not (isinstance(m, CurtainEvent) and m.shelf_id == "G1-S1" and m.event == "leave")]
+    engine = FusionEngine(demo_store)
+    flagged = [(m.header.ts_ns, f) for m in msgs for f in engine.handle(m).sensor_faults]
+    [(at_ns, fault)] = flagged
+    assert at_ns - fault.since_ns > FusionEngine(demo_store).params.weight.max_hand_s * NS
