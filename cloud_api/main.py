@@ -46,7 +46,7 @@ def create_app(
     )
     app.state.container = c
     errors.install(app)
-    app.add_middleware(RateLimits, settings=c.settings, clock=lambda: c.now_ns() / 1e9)  # the app's one clock
+    app.add_middleware(RateLimits, settings=c.settings, engine=c.engine, clock=lambda: c.now_ns() / 1e9)  # one clock
     for module in (gates, edge, shoppers, receipts, staff):
         app.include_router(module.router)
     console.install(app)  # the staff review console's pages (/console/)

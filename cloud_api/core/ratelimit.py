@@ -10,7 +10,11 @@ An ASGI middleware, so no route needs to know about it:
   Valid codes, expired ones and replays cost nothing: a busy gate is never throttled for being busy.
 - **Body size**: a body over `max_body_bytes` gets 413 before the application reads it.
 
-Buckets are per process (each uvicorn worker keeps its own), in memory, and bounded in number.
+The buckets are rows of `rate_limit_buckets` in the API's database, so every worker process and every
+API machine on that database spends from the same budget. A take is one atomic upsert (the refill is
+computed in SQL); the check before each request is one read by primary key, and a key without a row has
+a full bucket, so a valid caller never writes. The clock must be wall time (the app's `now_ns`), the
+same on every machine.
 """
 
 from __future__ import annotations
@@ -18,64 +22,106 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import ColumnElement, Engine, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud_api.core.config import Settings
+from cloud_api.db.models import RateLimitBucket
 
 BAD_CODE_REASONS = frozenset({"forged", "malformed"})
-MAX_BUCKETS = 100_000
+PRUNE_EVERY = 1000  # takes (per process) between two deletions of the rows that are full again
+STALE_S = 86_400.0  # rows untouched this long are deleted too (those of limits with other settings)
+MAX_KEY = 128
+
+B = RateLimitBucket
 
 
-@dataclass
-class Bucket:
-    tokens: float
-    updated_s: float
+@dataclass(frozen=True)
+class Limit:
+    """`burst` tokens per key, refilled at `per_minute / 60` a second."""
+
+    kind: str
+    burst: int
+    per_minute: float
+
+    @property
+    def name(self) -> str:
+        """The row's `name`: with the settings, so apps configured differently on one database (tests) never
+        share a bucket; during a rolling change of the settings old and new workers count apart."""
+        return f"{self.kind}/{self.burst}/{self.per_minute:g}"
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.per_minute / 60.0
+
+    def tokens_at(self, tokens: float, updated_s: float, now: float) -> float:
+        return min(float(self.burst), tokens + max(0.0, now - updated_s) * self.rate_per_s)
+
+    def wait_s(self, tokens: float) -> int | None:
+        """None while there is a token left; else whole seconds until there is one again."""
+        if tokens >= 1.0:
+            return None
+        if self.rate_per_s <= 0:
+            return 3600
+        return max(1, math.ceil((1.0 - tokens) / self.rate_per_s))
 
 
-class TokenBuckets:
-    """`burst` tokens per key, refilled at `per_minute / 60` a second. Thread-safe; the least recently
-    used keys are forgotten beyond MAX_BUCKETS (a forgotten key starts full again)."""
+def _row_key(key: str) -> str:
+    return key if len(key) <= MAX_KEY else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
-    def __init__(self, burst: int, per_minute: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.burst = burst
-        self.rate_per_s = per_minute / 60.0
+
+class SharedBuckets:
+    """Token buckets in the database. Blocking calls: from async code, run them in a thread."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.writer = engine.execution_options(writer=True)  # SQLite: the write lock at BEGIN
         self.clock = clock
-        self._buckets: OrderedDict[str, Bucket] = OrderedDict()
-        self._lock = threading.Lock()
+        self._takes = 0
 
-    def _refilled(self, key: str, now: float) -> Bucket:
-        b = self._buckets.get(key)
-        if b is None:
-            b = self._buckets[key] = Bucket(float(self.burst), now)
-            while len(self._buckets) > MAX_BUCKETS:
-                self._buckets.popitem(last=False)
+    def retry_after_s(self, limit: Limit, key: str) -> int | None:
+        """None while the key has a token left; else whole seconds until it has one again. Reads only."""
+        query = select(B.tokens, B.updated_s).where(B.name == limit.name, B.key == _row_key(key))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return limit.wait_s(limit.tokens_at(row.tokens, row.updated_s, self.clock()))
+
+    def take(self, limit: Limit, key: str) -> None:
+        """One token less, atomically: concurrent takes from any process each count."""
+        now = self.clock()
+        postgres = self.engine.dialect.name == "postgresql"
+        hi, lo = (func.greatest, func.least) if postgres else (func.max, func.min)  # SQLite's scalar max/min
+        refilled = lo(float(limit.burst), B.tokens + hi(0.0, now - B.updated_s) * limit.rate_per_s)
+        values = {"name": limit.name, "key": _row_key(key), "tokens": max(0.0, limit.burst - 1.0), "updated_s": now}
+        update: dict[str, Any] = {"tokens": hi(0.0, refilled - 1.0), "updated_s": now}
+        keys = [B.name, B.key]
+        if postgres:
+            upsert: Any = postgresql.insert(B).values(values).on_conflict_do_update(index_elements=keys, set_=update)
         else:
-            b.tokens = min(float(self.burst), b.tokens + (now - b.updated_s) * self.rate_per_s)
-            b.updated_s = now
-            self._buckets.move_to_end(key)
-        return b
+            upsert = sqlite.insert(B).values(values).on_conflict_do_update(index_elements=keys, set_=update)
+        with self.writer.begin() as conn:
+            conn.execute(upsert)
+        self._takes += 1
+        if self._takes % PRUNE_EVERY == 0:
+            self.prune(limit, now)
 
-    def retry_after_s(self, key: str) -> int | None:
-        """None while the key has a token left; else whole seconds until it has one again."""
-        with self._lock:
-            b = self._refilled(key, self.clock())
-            if b.tokens >= 1.0:
-                return None
-            if self.rate_per_s <= 0:
-                return 3600
-            return max(1, math.ceil((1.0 - b.tokens) / self.rate_per_s))
-
-    def take(self, key: str) -> None:
-        with self._lock:
-            b = self._refilled(key, self.clock())
-            b.tokens = max(0.0, b.tokens - 1.0)
+    def prune(self, limit: Limit, now: float) -> None:
+        """Delete this limit's rows that are full again (the same as no row) and every row idle for a day."""
+        stale: ColumnElement[bool] = B.updated_s < now - STALE_S
+        if limit.rate_per_s > 0:
+            full = (B.name == limit.name) & (B.updated_s < now - limit.burst / limit.rate_per_s)
+            stale = or_(stale, full)
+        with self.writer.begin() as conn:
+            conn.execute(delete(B).where(stale))
 
 
 def _json_response(status: int, message: str, headers: list[tuple[bytes, bytes]]) -> list[Message]:
@@ -88,12 +134,15 @@ def _json_response(status: int, message: str, headers: list[tuple[bytes, bytes]]
 
 
 class RateLimits:
-    def __init__(self, app: ASGIApp, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: Settings, engine: Engine, clock: Callable[[], float] = time.time
+    ) -> None:
         self.app = app
         self.max_body_bytes = settings.max_body_bytes
         self.trust_forwarded_for = settings.trust_forwarded_for
-        self.auth_failures = TokenBuckets(settings.auth_failure_burst, settings.auth_failures_per_minute, clock)
-        self.bad_codes = TokenBuckets(settings.bad_code_burst, settings.bad_codes_per_minute, clock)
+        self.buckets = SharedBuckets(engine, clock)
+        self.auth_failures = Limit("auth", settings.auth_failure_burst, settings.auth_failures_per_minute)
+        self.bad_codes = Limit("code", settings.bad_code_burst, settings.bad_codes_per_minute)
 
     def _client(self, scope: Scope) -> str:
         headers = dict(scope.get("headers") or [])
@@ -117,23 +166,14 @@ class RateLimits:
             await self._refuse(send, 413, f"the body is {int(length)} bytes; the limit is {self.max_body_bytes}")
             return
         client = self._client(scope)
-        wait = self.auth_failures.retry_after_s("ip:" + client)
-        if wait is not None:
-            await self._refuse(
-                send, 429, f"too many requests with unknown keys from {client}: retry in {wait} s", retry_after=wait
-            )
-            return
         path: str = scope.get("path", "")
         device: str | None = None
         if scope.get("method") == "POST" and path.startswith("/v1/gates/") and path.endswith("/scans"):
-            auth = headers.get(b"authorization", b"")
-            device = "dev:" + hashlib.sha256(auth).hexdigest()
-            wait = self.bad_codes.retry_after_s(device)
-            if wait is not None:
-                await self._refuse(
-                    send, 429, f"too many forged or malformed codes from this gate: retry in {wait} s", wait
-                )
-                return
+            device = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()
+        refusal = await run_in_threadpool(self._check, client, device)
+        if refusal is not None:
+            await self._refuse(send, 429, refusal[0], retry_after=refusal[1])
+            return
 
         if length is None:  # a body without a length (chunked): read it here, up to the limit, then hand it on
             chunks: list[bytes] = []
@@ -175,9 +215,20 @@ class RateLimits:
 
         await self.app(scope, receive, watching_send)
         if status == 401:
-            self.auth_failures.take("ip:" + client)
+            await run_in_threadpool(self.buckets.take, self.auth_failures, client)
         if device is not None and status == 200 and _refused_as_bad_code(b"".join(body_parts)):
-            self.bad_codes.take(device)
+            await run_in_threadpool(self.buckets.take, self.bad_codes, device)
+
+    def _check(self, client: str, device: str | None) -> tuple[str, int] | None:
+        """The 429 message and Retry-After when the address's bucket, or the scanning gate's, is empty."""
+        wait = self.buckets.retry_after_s(self.auth_failures, client)
+        if wait is not None:
+            return f"too many requests with unknown keys from {client}: retry in {wait} s", wait
+        if device is not None:
+            wait = self.buckets.retry_after_s(self.bad_codes, device)
+            if wait is not None:
+                return f"too many forged or malformed codes from this gate: retry in {wait} s", wait
+        return None
 
 
 def _refused_as_bad_code(body: bytes) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -257,3 +257,15 @@ class AuditEntry(Base):
     object_id: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]]
     __table_args__ = (Index("ix_audit_object", "object_type", "object_id"),)
+
+
+class RateLimitBucket(Base):
+    """A token bucket of cloud_api/core/ratelimit.py, shared by every server process on this database.
+    `name` is the limit with its settings (e.g. "auth/20/10"), `key` the client address or the gate
+    device's key hash. A key without a row has a full bucket; rows back to full are pruned."""
+
+    __tablename__ = "rate_limit_buckets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_s: Mapped[float] = mapped_column(Float)  # UTC seconds (the app's clock) of the last take
