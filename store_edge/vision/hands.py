@@ -92,6 +92,10 @@ class HandParams:
     """A camera scores the candidates this much beyond the reach of the shopper where it places them:
     the store stage searches around the shopper's store-level position, which may lie up to this far
     from one camera's (cameras linked to one shopper agree within 0.6 m, `StoreTrackerParams.same_person_m`)."""
+    tie_spread_m: float = 0.1
+    """Candidates sharing the best score further apart than this (most often on shelves one above the
+    other, which one camera alone cannot tell apart) leave the hand unknown: no hand is better evidence
+    than a hand on the wrong shelf, which counts against the shopper who really reached."""
     max_evidence: int = 4000
     """At most this many candidates of one camera for one shopper (the best scores; the wire's bound on
     `CameraTrack.hand_candidates`). Real frames name tens; only a frame that is foreground everywhere
@@ -194,8 +198,9 @@ class HandFinder:
         (camera id, where that camera places the shopper, its `camera_evidence`). A candidate counts in
         the cameras that can judge it: at a front the camera is not behind, in its image, not over the
         shopper's own body there, and in the area the camera's evidence covers. Its score is its mean
-        over those; the best one scoring `min_score` or more is the hand (the first in grid order on a
-        tie); None when there is none."""
+        over those; the best one scoring `min_score` or more is the hand, among equals the one judged by
+        the most cameras (the first in grid order on a tie among points within `tie_spread_m`); None when
+        there is none, or the best are tied apart."""
         p = self.params
         body = np.array([x, y])
         candidates = self._candidates(body, 0.0)
@@ -216,12 +221,18 @@ class HandFinder:
                         count[key] = count.get(key, 0) + 1
                         total[key] = total.get(key, 0.0) + scores.get(_name(hx, hy, hz), 0.0)
                         where[key] = (float(hx), float(hy), float(hz))
-        best: tuple[float, _Key] | None = None
-        for key in sorted(count):
-            score = total[key] / count[key]
-            if score >= p.min_score and (best is None or score > best[0]):
-                best = (score, key)
-        return where[best[1]] if best is not None else None
+        mean = {key: total[key] / count[key] for key in sorted(count)}
+        top = max(mean.values(), default=0.0)
+        if top < p.min_score:
+            return None
+        # a point more cameras judge as well is the better evidence; points one camera alone cannot
+        # tell apart (along its ray, most often on shelves one above the other) are no hand
+        best = [key for key, score in mean.items() if score >= top - 1e-9]
+        most = max(count[key] for key in best)
+        tied = [where[key] for key in best if count[key] == most]
+        if any(math.dist(tied[0], other) > p.tie_spread_m for other in tied[1:]):
+            return None
+        return tied[0]
 
     def _candidates(self, body: FloatArray, slack_m: float) -> list[tuple[_Front, FloatArray, list[_Key]]]:
         """The candidate hand points of a shopper standing at `body`, per shelf front within reach
