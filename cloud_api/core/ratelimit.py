@@ -21,19 +21,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Engine, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud_api.core.config import Settings
 from cloud_api.db.models import RateLimitBucket
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BAD_CODE_REASONS = frozenset({"forged", "malformed"})
 PRUNE_EVERY = 1000  # takes (per process) between two deletions of the rows that are full again
@@ -170,7 +175,7 @@ class RateLimits:
         device: str | None = None
         if scope.get("method") == "POST" and path.startswith("/v1/gates/") and path.endswith("/scans"):
             device = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()
-        refusal = await run_in_threadpool(self._check, client, device)
+        refusal = await run_in_threadpool(self._unless_database_down, self._check, client, device)
         if refusal is not None:
             await self._refuse(send, 429, refusal[0], retry_after=refusal[1])
             return
@@ -215,9 +220,19 @@ class RateLimits:
 
         await self.app(scope, receive, watching_send)
         if status == 401:
-            await run_in_threadpool(self.buckets.take, self.auth_failures, client)
+            await run_in_threadpool(self._unless_database_down, self.buckets.take, self.auth_failures, client)
         if device is not None and status == 200 and _refused_as_bad_code(b"".join(body_parts)):
-            await run_in_threadpool(self.buckets.take, self.bad_codes, device)
+            await run_in_threadpool(self._unless_database_down, self.buckets.take, self.bad_codes, device)
+
+    @staticmethod
+    def _unless_database_down(call: Callable[..., T], *args: Any) -> T | None:
+        """The buckets are in the database: while it is down nothing is limited (every route that does
+        anything needs the database and answers 503 itself; /healthz still answers), never a 500."""
+        try:
+            return call(*args)
+        except OperationalError as e:
+            log.warning("rate limits not applied: the database is unavailable (%s)", type(e.orig).__name__)
+            return None
 
     def _check(self, client: str, device: str | None) -> tuple[str, int] | None:
         """The 429 message and Retry-After when the address's bucket, or the scanning gate's, is empty."""
