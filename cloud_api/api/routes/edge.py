@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, BackgroundTasks, Header, Path
+from sqlalchemy.exc import OperationalError
 
 from cloud_api.api.deps import ContainerDep, DeviceDep
 from cloud_api.api.errors import ERRORS
@@ -9,12 +12,18 @@ from cloud_api.services import receipts, settlement
 from cloud_api.services.container import Container
 from cloud_api.services.errors import BadRequestError
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/edge", tags=["edge"])
 
 
 def _after(c: Container, visit_id: str) -> None:
-    """After the answer is sent: this visit's receipt goes out at once (the sweeper does retries)."""
-    receipts.deliver_pending(c, visit_id)
+    """After the answer is sent: this visit's receipt goes out at once (the sweeper does retries).
+    An error here would reach the server after the answer and cut the caller's connection: with the
+    database down the sweeper sends the receipt once it is back."""
+    try:
+        receipts.deliver_pending(c, visit_id)
+    except OperationalError as e:
+        log.warning("receipt of visit %s left to the sweeper: the database is unavailable (%s)", visit_id, e.orig)
 
 
 @router.put("/carts/{visit_id}", responses=ERRORS)
