@@ -432,9 +432,7 @@ class FusionEngine:
                 continue
             for cart, line in decision.lines:
                 cart.lines.remove(line)
-                cart.version += 1
-                if cart not in out.changed_carts:
-                    out.changed_carts.append(cart)
+                _changed(cart, out)
             if decision.ticket is not None:
                 out.withdrawn_tickets.append(decision.ticket.ticket_id)
             decision.lines, decision.ticket, decision.shoppers = [], None, shoppers
@@ -461,14 +459,9 @@ class FusionEngine:
         )
         lines = []
         for cart, sku, qty in changes:
-            self._lines += 1
-            line = CartLine(f"L{self._lines}", sku, qty, conf, event.event_id, status, products, shoppers, reason)
-            cart.lines.append(line)
-            cart.version += 1
+            line = self._new_line(cart, sku, qty, conf, decision, reason, out, status)
             lines.append(line)
             decision.lines.append((cart, line))
-            if cart not in out.changed_carts:
-                out.changed_carts.append(cart)
         if fault is not None:
             # a return not weighed right must not refund silently, nor leave its item charged
             lines += self._hold_lines(self._returned_picks(decision.lines), fault.describe(), out)
@@ -568,10 +561,8 @@ class FusionEngine:
                 continue
             line.status = "under_review"
             line.reason = "; ".join(r for r in (reason, line.reason) if r)
-            cart.version += 1
+            _changed(cart, out)
             held.append(line)
-            if cart not in out.changed_carts:
-                out.changed_carts.append(cart)
         return held
 
     def _returned_picks(self, pairs: list[tuple[Cart, CartLine]]) -> list[tuple[Cart, CartLine]]:
@@ -624,9 +615,17 @@ class FusionEngine:
         return out_lines
 
     def _new_line(
-        self, cart: Cart, sku: str, qty: int, conf: float, decision: Decision, reason: str, out: EngineOutput
+        self,
+        cart: Cart,
+        sku: str,
+        qty: int,
+        conf: float,
+        decision: Decision,
+        reason: str,
+        out: EngineOutput,
+        status: Literal["confirmed", "under_review"] = "under_review",
     ) -> CartLine:
-        """A line under review of a decision's event (or a reach), added to an open cart."""
+        """A line of a decision's event (or a reach), added to an open cart."""
         self._lines += 1
         line = CartLine(
             f"L{self._lines}",
@@ -634,15 +633,13 @@ class FusionEngine:
             qty,
             conf,
             decision.event.event_id,
-            "under_review",
+            status,
             decision.products,
             decision.shoppers,
             reason,
         )
         cart.lines.append(line)
-        cart.version += 1
-        if cart not in out.changed_carts:
-            out.changed_carts.append(cart)
+        _changed(cart, out)
         return line
 
     def _note_blind_reach(self, fault: SensorFault, reach: Reach, track_id: str | None = None) -> None:
@@ -935,6 +932,13 @@ class FusionEngine:
             out,
             f"return unsure: product {best.probability:.0%}, shopper {p_shopper:.0%}",
         )
+
+
+def _changed(cart: Cart, out: EngineOutput) -> None:
+    """The cart's lines changed: a new version, to be published once for this input."""
+    cart.version += 1
+    if cart not in out.changed_carts:
+        out.changed_carts.append(cart)
 
 
 def _assign_hands(per_hand: list[list[ShopperCandidate]], top: int = 4) -> tuple[list[ShopperCandidate], list[float]]:

@@ -260,7 +260,8 @@ class ShopperRegistry:
         walking from where they vanished, would reach the exit nearest that time. A person lost longer
         than `lost_exit_s` has left too, when they were last seen (the counter can miss people)."""
         p = self.params
-        due = bool(self.passages) and now_ns - self.passages[0] >= (p.lost_after_s + p.passage_window_s) * NS
+        settle_ns = (p.lost_after_s + p.passage_window_s) * NS  # the tracks around a passage have ended
+        due = bool(self.passages) and now_ns - self.passages[0] >= settle_ns
         if not due and now_ns // NS == self.lost_checked_s:
             return
         self.lost_checked_s = now_ns // NS
@@ -273,7 +274,7 @@ class ShopperRegistry:
             if not visit.all_exited or (visit.exit_ns or 0) >= horizon_ns
             for person in visit.people
         ]
-        while self.passages and now_ns - self.passages[0] >= (p.lost_after_s + p.passage_window_s) * NS:
+        while self.passages and now_ns - self.passages[0] >= settle_ns:
             t = self.passages.popleft()
             doubled = t - self.last_passage_ns < p.double_count_s * NS
             self.last_passage_ns = t
