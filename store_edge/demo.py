@@ -516,7 +516,7 @@ class Demo:
             if _kind(r.topic) == "camera_frame":
                 frame = decode(r.topic, r.data)
                 assert isinstance(frame, CameraFrame)
-                t_ns = frame.timestamp.sec * NS + frame.timestamp.nsec
+                t_ns = frame.timestamp.ns
                 instants.setdefault(t_ns, Instant(t_ns)).frames[frame.frame_id] = (r.topic, r.data)
         return sorted(instants.values(), key=lambda i: i.t_ns)
 

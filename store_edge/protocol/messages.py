@@ -104,6 +104,15 @@ class FoxgloveTime(_Msg):
     sec: int = Field(ge=0)
     nsec: int = Field(ge=0, lt=10**9)
 
+    @classmethod
+    def from_ns(cls, ns: int) -> FoxgloveTime:
+        return cls(sec=ns // 10**9, nsec=ns % 10**9)
+
+    @property
+    def ns(self) -> int:
+        """UTC nanoseconds, as every other time on the wire."""
+        return self.sec * 10**9 + self.nsec
+
 
 class CameraFrame(_Msg):
     """One compressed image, shaped like Foxglove's CompressedImage (timestamp, frame_id, data,

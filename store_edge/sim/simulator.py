@@ -333,7 +333,7 @@ def _frame_messages(em: _Emitter, plan: Plan, duration_s: float, fps: float | No
             f.camera_id,
             f.t_s,
             CameraFrame,
-            timestamp=FoxgloveTime(sec=ns // NS, nsec=ns % NS),
+            timestamp=FoxgloveTime.from_ns(ns),
             frame_id=f.camera_id,
             format="jpeg",
             data=base64.b64encode(f.jpeg).decode(),

@@ -67,12 +67,8 @@ def decode_image(data: bytes) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def frame_time_ns(msg: m.CameraFrame) -> int:
-    return msg.timestamp.sec * NS + msg.timestamp.nsec
-
-
 def frame_from_message(msg: m.CameraFrame) -> Frame:
-    return Frame(msg.frame_id, frame_time_ns(msg), decode_image(base64.b64decode(msg.data)))
+    return Frame(msg.frame_id, msg.timestamp.ns, decode_image(base64.b64decode(msg.data)))
 
 
 def recorded_frame_messages(path: str | Path) -> Iterator[m.CameraFrame]:
@@ -526,7 +522,7 @@ def publish_camera(
                 ts = time.time_ns()
                 msg = m.CameraFrame(
                     header=headers.next(ts),
-                    timestamp=m.FoxgloveTime(sec=ts // NS, nsec=ts % NS),
+                    timestamp=m.FoxgloveTime.from_ns(ts),
                     frame_id=camera_id,
                     format="jpeg",
                     data=base64.b64encode(buf.tobytes()).decode(),
@@ -566,7 +562,7 @@ def publish_recorded_frames(
         for msg in recorded_frame_messages(recording):
             if camera_id is not None and msg.frame_id != camera_id:
                 continue
-            t_rec = frame_time_ns(msg)
+            t_rec = msg.timestamp.ns
             if fps and msg.frame_id in last_sent and t_rec - last_sent[msg.frame_id] < NS / fps - NS // 1000:
                 continue
             last_sent[msg.frame_id] = t_rec
@@ -579,7 +575,7 @@ def publish_recorded_frames(
             src = headers.setdefault(msg.frame_id, HeaderSource(msg.frame_id))
             out = m.CameraFrame(
                 header=src.next(due),
-                timestamp=m.FoxgloveTime(sec=due // NS, nsec=due % NS),
+                timestamp=m.FoxgloveTime.from_ns(due),
                 frame_id=msg.frame_id,
                 format=msg.format,
                 data=msg.data,

@@ -27,7 +27,6 @@ from store_edge.vision.worker import (
     LiveStoreWorker,
     LiveVisionWorker,
     VisionOutput,
-    frame_time_ns,
     process,
     recorded_frame_messages,
     store_tick,
@@ -127,7 +126,7 @@ def _recorded_instants(first_s: float, last_s: float) -> list[list[m.CameraFrame
     """The recording's camera frames from `first_s` to before `last_s` (s from its first frame), by instant."""
     by_time: dict[int, list[m.CameraFrame]] = defaultdict(list)
     for msg in recorded_frame_messages(RECORDING):
-        by_time[frame_time_ns(msg)].append(msg)
+        by_time[msg.timestamp.ns].append(msg)
     start = min(by_time)
     return [by_time[t] for t in sorted(by_time) if first_s * NS <= t - start < last_s * NS]
 
@@ -165,7 +164,7 @@ def _feed(
     for frames in instants:
         for frame in frames:
             publisher.publish(topic_for(store_id, frame), encode(frame)).wait_for_publish(timeout=10)
-        out.append(tracks.wait(frame_time_ns(frames[0])))
+        out.append(tracks.wait(frames[0].timestamp.ns))
     return out
 
 

@@ -127,7 +127,7 @@ def _frames(plan: Plan, store: StoreLayout, t0: float) -> Iterator[m.CameraFrame
             ns = round(t * NS)
             yield m.CameraFrame(
                 header=m.Header(device_id=cam.id, boot_id="b1", seq=k + 1, ts_ns=ns),
-                timestamp=m.FoxgloveTime(sec=ns // NS, nsec=ns % NS),
+                timestamp=m.FoxgloveTime.from_ns(ns),
                 frame_id=cam.id,
                 data=base64.b64encode(buf.tobytes()).decode(),
             )
@@ -182,7 +182,7 @@ def _camera_frame(camera_id: str, t_ns: int, img: np.ndarray) -> m.CameraFrame:
     assert ok
     return m.CameraFrame(
         header=m.Header(device_id=camera_id, boot_id="b1", seq=1 + t_ns % 10**6, ts_ns=t_ns),
-        timestamp=m.FoxgloveTime(sec=t_ns // NS, nsec=t_ns % NS),
+        timestamp=m.FoxgloveTime.from_ns(t_ns),
         frame_id=camera_id,
         data=base64.b64encode(buf.tobytes()).decode(),
     )
