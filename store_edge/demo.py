@@ -192,12 +192,11 @@ class Instant:
 class VisionFeed:
     """Feeds the vision worker a recording's camera frames and follows what it publishes.
 
-    The worker (`store-edge vision`) takes everything queued when it is ready for more, the newest frame
-    of each camera, and sends those through the detector as one batch: one `camera/CAM/tracks` per
-    frame, then one store-level `tracks` at the batch's time. So that each batch holds one whole
-    instant, the next instant's frames go out just after the worker has published a batch (it has then
-    taken what was queued, and works for a while): while it works on one instant, the next one waits
-    in its queue, and never more (two instants of a camera queued together would lose the older)."""
+    The worker (`store-edge vision`) runs one instant of the cameras per batch: one `camera/CAM/tracks`
+    per frame, then one store-level `tracks` at the batch's time; a worker that falls behind keeps only
+    the newest frame of each camera. So that no frame is skipped, the next instant's frames go out just
+    after the worker has published a batch: while it works on one instant, the next one waits in its
+    queue, and never more (two instants of a camera queued together would lose the older)."""
 
     def __init__(self, device_id: str, instants: list[Instant]) -> None:
         self.device_id = device_id

@@ -35,7 +35,7 @@ from store_edge.fusion.engine import ReviewTicket as EngineTicket
 from store_edge.fusion.evidence import WeightTraceBuffer, ticket_evidence
 from store_edge.fusion.sensor_health import FaultKind, SensorFault
 from store_edge.layout.model import StoreLayout
-from store_edge.live.clock import ClockChange, ClockOffsets, ClockParams
+from store_edge.live.clock import ClockOffsets, ClockParams
 from store_edge.live.cloud import CloudSender
 from store_edge.live.ingest import Deduplicator, LateMessageError, Reorderer
 from store_edge.live.input_process import InputProcess
@@ -324,8 +324,7 @@ class EdgeWorker:
         if corrected is not msg:
             self.metrics.clock_corrected.inc()
             msg = corrected
-        if self.clocks.changes:
-            self._clock_changes(self.clocks.take_changes())
+        self._clock_changes()
         try:
             ready = self.reorder.push(msg)
         except LateMessageError as e:
@@ -349,13 +348,14 @@ class EdgeWorker:
             return
         if isinstance(msg, m.DeviceStatus) and msg.role in SENSOR_ROLES:
             self.clocks.observe(msg.header.device_id, msg.header.ts_ns)
-            if self.clocks.changes:
-                self._clock_changes(self.clocks.take_changes())
+            self._clock_changes()
 
-    def _clock_changes(self, changes: list[ClockChange]) -> None:
-        """A device's clock estimate or correction changed: its gauge, and a warning for the operator
-        when it is off by more than `clock.warn_s` (not again while replaying the journal)."""
-        for c in changes:
+    def _clock_changes(self) -> None:
+        """Where a device's clock estimate or correction changed: its gauge, and a warning for the
+        operator when it is off by more than `clock.warn_s` (not again while replaying the journal)."""
+        if not self.clocks.changes:
+            return
+        for c in self.clocks.take_changes():
             self.metrics.clock_offset.labels(c.device).set(c.offset_ns / NS)
             if c.warn and not self._replaying:
                 log.warning(
