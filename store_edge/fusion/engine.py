@@ -13,12 +13,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
-
+from store_edge.fusion.evidence import WeightTraceBuffer
 from store_edge.fusion.products import PlateInventory, ProductHypothesis, ProductParams, score_products
 from store_edge.fusion.sensor_health import SensorFault, SensorHealthMonitor, SensorHealthParams
 from store_edge.fusion.shoppers import NS, ShopperCandidate, ShopperParams, ShopperRegistry, TrackObservation
-from store_edge.fusion.weight_events import PlateChange, ShelfWeightEventDetector, WeightEvent, WeightEventParams
+from store_edge.fusion.weight_events import (
+    PlateChange,
+    ShelfWeightEventDetector,
+    WeightEvent,
+    WeightEventParams,
+    readings_array,
+)
 from store_edge.layout.model import StoreLayout, distance_to_segment
 from store_edge.protocol.messages import (
     CurtainEvent,
@@ -173,9 +178,13 @@ def _likely_then_nearest(c: ShopperCandidate) -> tuple[float, float]:
 
 
 class FusionEngine:
-    def __init__(self, store: StoreLayout, params: EngineParams | None = None) -> None:
+    def __init__(
+        self, store: StoreLayout, params: EngineParams | None = None, traces: WeightTraceBuffer | None = None
+    ) -> None:
+        """`traces`: where to keep the raw readings a while (the live worker's ticket evidence)."""
         self.store = store
         self.params = params or EngineParams()
+        self.traces = traces
         self.inventory = PlateInventory(store)
         self.shoppers = ShopperRegistry(store, self.params.shoppers)
         self.detectors: dict[str, ShelfWeightEventDetector] = {}
@@ -216,6 +225,7 @@ class FusionEngine:
         if "health" not in state:
             self._watch_sensors()
         self.__dict__.setdefault("_attended", {})
+        self.__dict__.setdefault("traces", None)
 
     # --- input ---------------------------------------------------------------------------------
     def handle(self, msg: Message) -> EngineOutput:
@@ -223,8 +233,10 @@ class FusionEngine:
         self.now_ns = max(self.now_ns, msg.header.ts_ns)
         if isinstance(msg, WeightBatch):
             det = self._detector(msg)
-            times = [msg.t0_ns + i * msg.period_ns for i in range(len(msg.samples))]
-            values = np.asarray(msg.samples, dtype=float)
+            values = readings_array(msg.samples)  # once per message
+            times = range(msg.t0_ns, msg.t0_ns + len(values) * msg.period_ns, msg.period_ns)
+            if self.traces is not None:
+                self.traces.add(msg.shelf_id, msg.plate_ids, msg.t0_ns, msg.period_ns, values)
             faults = self.health.weight(
                 msg.shelf_id, msg.header.device_id, list(msg.plate_ids), msg.t0_ns, msg.period_ns, values
             )

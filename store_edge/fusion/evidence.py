@@ -34,12 +34,13 @@ class WeightTraceBuffer:
         self.shelves: dict[str, _ShelfBuffer] = {}
 
     def add(
-        self, shelf_id: str, plate_ids: list[str], t0_ns: int, period_ns: int, samples: list[list[float | None]]
+        self, shelf_id: str, plate_ids: list[str], t0_ns: int, period_ns: int, samples: NDArray[np.float64]
     ) -> None:
+        """`samples[i][j]`: plate j at t0_ns + i * period_ns (NaN: no reading)."""
         buf = self.shelves.get(shelf_id)
         if buf is None or buf.plate_ids != plate_ids or buf.period_ns != period_ns:
             buf = self.shelves[shelf_id] = _ShelfBuffer(list(plate_ids), period_ns)
-        buf.batches.append((t0_ns, np.asarray(samples, dtype=np.float32)))
+        buf.batches.append((t0_ns, samples.astype(np.float32)))
         newest = t0_ns + len(samples) * period_ns
         while buf.batches and buf.batches[0][0] + len(buf.batches[0][1]) * period_ns < newest - self.keep_ns:
             buf.batches.popleft()

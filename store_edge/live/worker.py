@@ -204,8 +204,9 @@ class EdgeWorker:
         self.outbox = Outbox(db)
         self.metrics = WorkerMetrics()
         self._messages_in: dict[str, Any] = {}
-        self.engine = FusionEngine(store, config.engine)
         self.traces = WeightTraceBuffer()
+        """The last seconds of every shelf's readings (the engine feeds it): the evidence of review tickets."""
+        self.engine = FusionEngine(store, config.engine, traces=self.traces)
         self.tickets: dict[str, tuple[set[str], m.ReviewTicket]] = {}
         """Open review tickets (with their line ids) until the carts of their lines close."""
         self.dedup = Deduplicator()
@@ -368,8 +369,6 @@ class EdgeWorker:
 
     def _feed(self, ready: list[m.Message]) -> None:
         for msg in ready:
-            if isinstance(msg, m.WeightBatch):  # kept a while: the evidence of review tickets
-                self.traces.add(msg.shelf_id, msg.plate_ids, msg.t0_ns, msg.period_ns, msg.samples)
             out = self.engine.handle(msg)
             if out.sensor_faults:
                 self._sensor_faults(out.sensor_faults)
@@ -455,6 +454,7 @@ class EdgeWorker:
             state = pickle.loads(snap.state)  # ours: trusted
             # a snapshot from before clock offsets has no estimates: they start again from the journal
             self.engine, self.dedup, self.reorder, self.traces, self.tickets = state[:5]
+            self.engine.traces = self.traces  # the same buffer (one saved before the engine fed it: not yet)
             if len(state) > 5:
                 self.clocks = state[5]
         except Exception:
