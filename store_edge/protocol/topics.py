@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from store_edge.protocol.messages import (
     CameraFrame,
@@ -72,8 +73,11 @@ class ParsedTopic:
     key: str | None
 
 
+@lru_cache(maxsize=65536)
 def parse_topic(topic: str) -> ParsedTopic | None:
-    """Which store and message kind a topic carries; None for a topic outside the tree."""
+    """Which store and message kind a topic carries; None for a topic outside the tree. Cached: a store's
+    topics are a fixed set (a few per shelf and device), each parsed thousands of times a minute, and a
+    flood of made-up topics only evicts."""
     parts = topic.split("/")
     if len(parts) < 4 or "/".join(parts[:2]) != PROTOCOL_PREFIX:
         return None
