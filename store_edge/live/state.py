@@ -85,14 +85,6 @@ class Journal:
         ):
             yield row_id, topic, bytes(payload)
 
-    def rows_between(self, after_id: int, up_to_id: int) -> list[tuple[int, str, bytes]]:
-        """Rows after `after_id` up to `up_to_id`, oldest first: what another process has journaled."""
-        with self._lock:
-            rows = self.conn.execute(
-                "SELECT id, topic, payload FROM journal WHERE id > ? AND id <= ? ORDER BY id", (after_id, up_to_id)
-            ).fetchall()
-        return [(row_id, topic, bytes(payload)) for row_id, topic, payload in rows]
-
     def save_snapshot(self, journal_id: int, software: str, state: bytes, now_ns: int) -> int:
         """Keep `state` (which includes every row up to `journal_id`) and delete those rows, atomically.
         Returns how many rows went."""

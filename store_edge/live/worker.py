@@ -644,7 +644,7 @@ class RunningWorker:
         self.input: InputProcess | None = None
         if config.input_process:
             # the child holds the worker's session; this process only publishes, on a session of its own
-            self.input = InputProcess(broker, worker.worker_id, subscriptions, will, worker.journal, worker.work)
+            self.input = InputProcess(broker, worker.worker_id, subscriptions, will, worker.journal.path, worker.work)
             self.link = MqttLink(broker, client_id=f"{worker.worker_id}-out")
         else:
             self.link = MqttLink(
@@ -664,7 +664,7 @@ class RunningWorker:
         self.worker.start(self.sender, journal_thread=self.input is None)
         self.link.start(wait_s)
         if self.input is not None:
-            self.input.start(self.worker._handled_id, wait_s)  # after recovery: it read the journal so far
+            self.input.start(wait_s)  # after recovery
         else:
             self.link.subscribed.wait(wait_s)
         self.worker._publish(self.worker.status_message("online"), retain=True)
