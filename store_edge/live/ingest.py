@@ -16,7 +16,7 @@ from them. The watermark is the oldest of the active devices' newest timestamps,
 speak again with a message that trails its peers' by a network delay. A device silent for longer than
 `lag_ns` holds nothing up: the watermark never falls further than `lag_ns` behind the newest message.
 So an event is handed on as soon as the slowest streaming device has caught up, not a fixed half
-second later.
+second later. A gate holds nothing up at all: its late messages are handed on anyway.
 """
 
 from __future__ import annotations
@@ -169,7 +169,11 @@ class Reorderer:
         self.newest_ns = ts if self.newest_ns is None else max(self.newest_ns, ts)
         if ts > self._device_newest.get(device, -1):
             self._device_newest[device] = ts
-            self._progressed(device, ts)
+            if not isinstance(msg, GATE_MESSAGES):
+                # a gate speaks a few times a visit: its next message is later than this one anyway, and
+                # one that comes late is handed on at once (above). Had it held the shared watermark at
+                # its last message for the lag, every shelf would wait up to the lag after each one
+                self._progressed(device, ts)
         # computed once per message: the merge runs for every message of every scale
         floor = self.newest_ns - self.lag_ns
         shared = self._shared_watermark(floor)

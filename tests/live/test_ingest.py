@@ -192,3 +192,15 @@ def test_a_gate_message_behind_the_watermark_within_the_lag_is_handed_on_not_ref
     # further behind than the lag it is refused like any late message
     with pytest.raises(LateMessageError):
         r.push(gate_decision(2, 1000))
+
+
+def test_a_gate_that_spoke_holds_no_shelf_back() -> None:
+    r = Reorderer(lag_ns=1000 * MS, jitter_ns=20 * MS, lanes=LANES)
+    r.push(curtain("tracker", 1, 100))
+    r.push(curtain("scale-A", 1, 100))
+    decision = gate_decision(1, 150)
+    released = r.push(decision) + r.push(curtain("tracker", 2, 300)) + r.push(curtain("scale-A", 2, 300))
+    released += r.push(curtain("tracker", 3, 400))
+    # the shelf's 300 goes on with the tracker's 400, not a second (the lag) after the gate's 150
+    assert ("scale-A", 300) in times(released)
+    assert decision in released
