@@ -193,7 +193,7 @@ class ShelfWeightEventDetector:
             step_times = [int(t) for t in times]
             for j in stepped:
                 plate = self.plates[j]
-                self._sync(plate, self._recent)
+                self._sync(plate)
                 for t, x in zip(step_times, vals[:, j].tolist(), strict=True):
                     self._step(plate, t, x)
                 self._idle_full[j] = plate.active_since_ns is None and len(plate.window) == self.window_n
@@ -204,12 +204,12 @@ class ShelfWeightEventDetector:
         self.last_ns = int(times[-1])
         return self._finish_events(self.last_ns)
 
-    def _sync(self, plate: _PlateState, recent: NDArray[np.float64]) -> None:
+    def _sync(self, plate: _PlateState) -> None:
         """Put the readings a plate took in bulk into its window and stable history (deques that keep
         at most `recent_n`, so older ones would fall out anyway)."""
         k = min(int(self._unsynced[plate.index]), self.recent_n)
         if k:
-            readings = recent[len(recent) - k :, plate.index].tolist()
+            readings = self._recent[self.recent_n - k :, plate.index].tolist()
             plate.window.extend(readings)
             plate.stable_history.extend(readings)
             self._unsynced[plate.index] = 0

@@ -149,7 +149,7 @@ def test_a_detector_saved_before_bulk_deques_loads_and_measures_the_next_pick() 
     det = ShelfWeightEventDetector("S", ["P1", "P2"], 60.0)
     _in_batches(det, t[:half], values[:half])
     for plate in det.plates:  # the state as the older version kept it: deques always full
-        det._sync(plate, det._recent)
+        det._sync(plate)
         assert len(plate.window) == det.window_n
     state = dict(det.__dict__)
     state["_tail"] = state.pop("_recent")[-(det.window_n - 1) :]
