@@ -136,6 +136,8 @@ class Decision:
     shoppers: list[ShopperCandidate]
     hands: int = 0
     """Hands the light curtain saw enter at the event's plates while it happened."""
+    departed_by_ns: int | None = None
+    """Once asked again: who walked off after the event until then counts too."""
     lines: list[tuple[Cart, CartLine]] = field(default_factory=list)
     ticket: ReviewTicket | None = None
 
@@ -191,6 +193,8 @@ class FusionEngine:
         self.carts: dict[str, Cart] = {}
         self.events: list[WeightEvent] = []
         self.decisions: deque[Decision] = deque()
+        self._awaiting_departure: deque[Decision] = deque()
+        """Decisions to weigh again once the tracks show who walked off (in event-end order)."""
         self._corrections_seen = 0
         self._lines = 0
         self._tickets = 0
@@ -226,6 +230,7 @@ class FusionEngine:
             self._watch_sensors()
         self.__dict__.setdefault("_attended", {})
         self.__dict__.setdefault("traces", None)
+        self.__dict__.setdefault("_awaiting_departure", deque())
 
     # --- input ---------------------------------------------------------------------------------
     def handle(self, msg: Message) -> EngineOutput:
@@ -274,6 +279,7 @@ class FusionEngine:
                 ],
             )
             self._revisit_corrected(out)
+            self._weigh_departures(out)
             if self._faulty_plates or self._stands:
                 self._stood_at_faulty_plates(msg)
             self._unattended_hands(msg, out)
@@ -361,6 +367,7 @@ class FusionEngine:
         while self.decisions and self.decisions[0].event.end_ns < event.end_ns - self.params.shoppers.history_s * NS:
             self.decisions.popleft()
         self._assign(decision, out)
+        self._awaiting_departure.append(decision)
         return out
 
     def _associate(
@@ -368,6 +375,7 @@ class FusionEngine:
         event: WeightEvent,
         plate_deltas_g: dict[str, float] | None = None,
         products: list[ProductHypothesis] | None = None,
+        departed_by_ns: int | None = None,
     ) -> list[ShopperCandidate]:
         """Who made this event (or, given a subset of its plates, the change on those plates). With the
         products known, a hand the curtain saw go in where they lie places the reach."""
@@ -375,7 +383,7 @@ class FusionEngine:
         skus = {s for s, _ in products[0].items} if products else set()
         r = self._reach(event, deltas, skus)
         reach = (r.x_m, r.in_ns, r.out_ns) if r is not None else None
-        return self.shoppers.associate(deltas, event.start_ns, event.end_ns, reach)
+        return self.shoppers.associate(deltas, event.start_ns, event.end_ns, reach, departed_by_ns)
 
     def _x_span(self, plate_ids: Iterable[str], margin_m: float) -> tuple[float, float]:
         """Where along their shelf these plates lie, widened by `margin_m` on each side."""
@@ -436,19 +444,48 @@ class FusionEngine:
         for decision in self.decisions:
             if decision.event.end_ns < since_ns - NS:
                 continue
-            shoppers = self._associate(decision.event, products=decision.products)
+            shoppers = self._associate(
+                decision.event, products=decision.products, departed_by_ns=decision.departed_by_ns
+            )
             before = [(c.visit_id, round(c.probability, 3)) for c in decision.shoppers]
-            if [(c.visit_id, round(c.probability, 3)) for c in shoppers] == before:
+            if [(c.visit_id, round(c.probability, 3)) for c in shoppers] != before:
+                self._redecide(decision, shoppers, out)
+
+    def _weigh_departures(self, out: EngineOutput) -> None:
+        """Once the tracks show who walked off after an event, ask again who made it. Its lines change
+        only where that names someone else or may settle a line held for staff: a line is not taken back
+        and made again (nor its ticket raised again) for a shift in its odds."""
+        window_ns = round(self.params.shoppers.departure_window_s * NS)
+        while self._awaiting_departure and self._awaiting_departure[0].event.end_ns + window_ns <= self.now_ns:
+            decision = self._awaiting_departure.popleft()
+            if not decision.lines or decision.hands >= 2:
+                # went to inventory, or its carts were re-decided away; or several hands took part, and
+                # each of their people walks off with something
                 continue
-            if any(cart.state == "closed" for cart, _ in decision.lines):
+            decision.departed_by_ns = decision.event.end_ns + window_ns
+            shoppers = self._associate(
+                decision.event, products=decision.products, departed_by_ns=decision.departed_by_ns
+            )
+            if shoppers[0].visit_id is not None and self._cart_for(shoppers[0].visit_id) is None:
+                # they left the store soon after and their cart has been handed on: staff decide
                 continue
-            for cart, line in decision.lines:
-                cart.lines.remove(line)
-                _changed(cart, out)
-            if decision.ticket is not None:
-                out.withdrawn_tickets.append(decision.ticket.ticket_id)
-            decision.lines, decision.ticket, decision.shoppers = [], None, shoppers
-            self._assign(decision, out)
+            held = any(line.status == "under_review" for _, line in decision.lines)
+            settles = held and shoppers[0].probability * decision.products[0].probability >= self.params.review_below
+            if settles or shoppers[0].visit_id != decision.shoppers[0].visit_id:
+                self._redecide(decision, shoppers, out)
+
+    def _redecide(self, decision: Decision, shoppers: list[ShopperCandidate], out: EngineOutput) -> None:
+        """Take back a decision's lines and ticket and assign it again with these candidates (open carts
+        only: a closed cart has been handed on for settlement)."""
+        if any(cart.state == "closed" for cart, _ in decision.lines):
+            return
+        for cart, line in decision.lines:
+            cart.lines.remove(line)
+            _changed(cart, out)
+        if decision.ticket is not None:
+            out.withdrawn_tickets.append(decision.ticket.ticket_id)
+        decision.lines, decision.ticket, decision.shoppers = [], None, shoppers
+        self._assign(decision, out)
 
     def _add_lines(
         self,
@@ -831,7 +868,11 @@ class FusionEngine:
         order = sorted(groups, key=lambda k: reaches[k].x_m)
         per_hand = [
             self.shoppers.associate(
-                groups[k], event.start_ns, event.end_ns, (reaches[k].x_m, reaches[k].in_ns, reaches[k].out_ns)
+                groups[k],
+                event.start_ns,
+                event.end_ns,
+                (reaches[k].x_m, reaches[k].in_ns, reaches[k].out_ns),
+                decision.departed_by_ns,
             )
             for k in order
         ]
@@ -868,7 +909,9 @@ class FusionEngine:
         whos = []
         for sku, qty in best.items:
             where = {p: d for p, d in event.plate_deltas_g.items() if self.inventory.holds(p, sku, reach=0)}
-            cands = self._associate(event, where, [ProductHypothesis(((sku, qty),), 1.0, 0.0)])
+            cands = self._associate(
+                event, where, [ProductHypothesis(((sku, qty),), 1.0, 0.0)], departed_by_ns=decision.departed_by_ns
+            )
             top = cands[0]
             cart = self._cart_for(top.visit_id)
             if cart is None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
 
+from store_edge.evaluation import evaluate
+from store_edge.fusion.engine import EngineParams
+from store_edge.fusion.shoppers import ShopperParams
 from store_edge.sim.scenario import Action, Shopper
 from tests.fusion.conftest import RunScenario
 
@@ -330,3 +334,39 @@ def test_two_shoppers_taking_one_product_side_by_side_get_the_units_of_their_own
         "visit-b": Counter({CHEESE_PUFFS: 2}),
     }
     assert ev.items.precision == 1.0
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_one_who_walks_off_took_it_the_one_still_choosing_did_not(run_scenario: RunScenario, seed: int) -> None:
+    # a and b stand side by side at the hazelnut bars and no hand is seen. a takes one and moves on to
+    # the colas; b stays, still choosing, and takes one 14 s later. While the plates settle the first
+    # bar is a coin toss between them; who walked off with it settles it.
+    shoppers = [
+        Shopper(
+            id="a",
+            account="acct-a",
+            enter_s=2,
+            actions=[
+                Action(at_s=20, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"]),
+                Action(at_s=34, kind="pick", sku=COLA, plates=["G1-S1-P11"]),
+            ],
+        ),
+        Shopper(
+            id="b",
+            account="acct-b",
+            enter_s=4,
+            actions=[Action(at_s=34, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])],
+        ),
+    ]
+    ev = run_scenario(shoppers, seed=seed, tracks={"hand_visible_prob": 0.0})
+    assert {v: c.receipt for v, c in ev.carts.items()} == {
+        "visit-a": {HAZELNUT: 1, COLA: 1},
+        "visit-b": {HAZELNUT: 1},
+    }
+    assert not ev.tickets
+    # without the walking off, the first bar is a tie held for staff
+    blind = ShopperParams(departure_odds=((math.inf, 1.0), (math.inf, 1.0)))
+    before = evaluate(ev.recording, params=EngineParams(shoppers=blind))
+    (ticket,) = before.tickets
+    assert "shopper unsure" in ticket.reason
+    assert {c.visit_id for c in ticket.shoppers[:2]} == {"visit-a", "visit-b"}
