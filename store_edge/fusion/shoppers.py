@@ -65,8 +65,8 @@ class ShopperParams:
     in, as odds (taker vs bystander) per band of seconds after the plates settled; the last band is
     staying on. The one who took an item moves on a few seconds later; someone who leaves at once was
     passing by or had finished their own reach; someone who stays on is still choosing. A track that ends
-    first tells nothing. The engine asks again `departure_window_s` after the event, or sooner when a
-    candidate leaves the store. Fitted on simulated seeds 11-14 (not the benchmark's)."""
+    first tells nothing. The engine asks again `departure_window_s` after the event. Fitted on simulated
+    seeds 11-14 (not the benchmark's)."""
     nobody_distance_m: float = 1.4
     """'Nobody' (staff, a restock, a glitch) scores like a shopper standing this far away."""
     history_s: float = 120.0
