@@ -196,13 +196,17 @@ class ShelfWeightEventDetector:
                 self._sync(plate)
                 for t, x in zip(step_times, vals[:, j].tolist(), strict=True):
                     self._step(plate, t, x)
-                self._idle_full[j] = plate.active_since_ns is None and len(plate.window) == self.window_n
+                self._idle_full[j] = self._idle_with_full_window(plate)
         self._unsynced += n
         if stepped:
             self._unsynced[stepped] = 0  # their deques took this batch sample by sample
         self._recent = ext[n:]
         self.last_ns = int(times[-1])
         return self._finish_events(self.last_ns)
+
+    def _idle_with_full_window(self, plate: _PlateState) -> bool:
+        """No change under way and a full window: a quiet batch leaves the plate as it is (`_idle_full`)."""
+        return plate.active_since_ns is None and len(plate.window) == self.window_n
 
     def _sync(self, plate: _PlateState) -> None:
         """Put the readings a plate took in bulk into its window and stable history (deques that keep
@@ -224,9 +228,7 @@ class ShelfWeightEventDetector:
             pad = np.full((self.recent_n - len(tail), len(self.plates)), np.nan)
             self._recent = np.concatenate((pad, tail))
             self._unsynced = np.zeros(len(self.plates), dtype=np.int64)
-            self._idle_full = np.array(
-                [p.active_since_ns is None and len(p.window) == self.window_n for p in self.plates], dtype=bool
-            )
+            self._idle_full = np.array([self._idle_with_full_window(p) for p in self.plates], dtype=bool)
 
     def _step(self, plate: _PlateState, t: int, x: float) -> None:
         if not math.isfinite(x):
