@@ -212,7 +212,8 @@ class EdgeWorker:
         self.dedup = Deduplicator()
         scales = [shelf.scale.device_id for shelf in store.shelves_by_id.values()]
         lanes = shelf_lanes(store) if config.merge == "shelf" else None
-        self.reorder = Reorderer(round(config.lag_s * NS), round(config.jitter_s * NS), scales, lanes)
+        curtains = [shelf.curtain.device_id for shelf in store.shelves_by_id.values() if shelf.curtain]
+        self.reorder = Reorderer(round(config.lag_s * NS), round(config.jitter_s * NS), scales, lanes, curtains)
         self.clocks = ClockOffsets(scales, config.clock)
         """The scales' median clock is the store's; each device's offset from it is taken off."""
         self._faulty: set[tuple[str, FaultKind]] = set()

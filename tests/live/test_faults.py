@@ -3,7 +3,8 @@ stalls for seconds (their messages late but in order, as MQTT keeps one publishe
 malformed messages mixed in, each at 10%; the worker's receipts equal the fault-free run's, and every
 fault is accounted for: duplicates dropped, malformed dead-lettered, and no streaming device's
 message late. (A quiet device's message, a curtain's or a gate's, stalled longer than the jitter
-allowance is late and dead-lettered: the price of not waiting a fixed lag for every event.)"""
+allowance comes behind what was handed on: it is handed on at once, out of order, and dead-lettered as
+late only beyond the lag: the price of not waiting a fixed lag for every event.)"""
 
 from __future__ import annotations
 

@@ -126,6 +126,37 @@ def test_a_silent_device_of_a_shelf_holds_its_shelf_for_the_lag_only() -> None:
     assert times(r.push(curtain("tracker", 2, 310))) == [("curtain-A", 100), ("tracker", 250)]
 
 
+def test_a_light_curtain_holds_its_shelf_only_for_the_jitter_after_a_hand_left() -> None:
+    def run(event_devices: list[str]) -> list[tuple[str, int]]:
+        r = Reorderer(lag_ns=500 * MS, jitter_ns=20 * MS, lanes=LANES, event_devices=event_devices)
+        released: list[Message] = []
+        released += r.push(curtain("curtain-A", 1, 0))  # a hand left shelf A; the curtain says nothing more
+        for k in range(1, 4):  # shelf A's scale and the tracker go on every 100 ms
+            released += r.push(curtain("scale-A", k, 100 * k))
+            released += r.push(curtain("tracker", k, 100 * k))
+        return times(released)
+
+    # as an event device the curtain's silence holds nothing: readings go on as the tracker passes them
+    assert run(["curtain-A", "curtain-B"]) == [
+        ("curtain-A", 0), ("scale-A", 100), ("tracker", 100), ("scale-A", 200), ("tracker", 200)
+    ]  # fmt: skip
+    # counted as a streaming device, it holds shelf A at 0 until the lag has passed: only the tracker goes on
+    assert run([]) == [("curtain-A", 0), ("tracker", 100), ("tracker", 200)]
+
+
+def test_a_light_curtains_report_behind_its_shelf_goes_on_at_once_within_the_lag() -> None:
+    r = Reorderer(lag_ns=500 * MS, jitter_ns=20 * MS, lanes=LANES, event_devices=["curtain-A"])
+    for k in range(1, 4):
+        r.push(curtain("scale-A", k, 1000 + 100 * k))
+        r.push(curtain("tracker", k, 1000 + 100 * k))
+    assert r.lane_watermark_ns("A") >= 1200 * MS
+    # a hand's report delayed behind what shelf A handed on: used out of order rather than lost
+    assert times(r.push(curtain("curtain-A", 1, 1150))) == [("curtain-A", 1150)]
+    assert r.late_handed_on == 1
+    with pytest.raises(LateMessageError):  # beyond the lag it is late, as any message is
+        r.push(curtain("curtain-A", 2, 600))
+
+
 @pytest.mark.parametrize("lanes", [True, False])
 @pytest.mark.parametrize("seed", range(10))
 def test_random_arrivals_with_lanes_lose_nothing_and_keep_each_lane_in_order(seed: int, lanes: bool) -> None:
@@ -139,7 +170,9 @@ def test_random_arrivals_with_lanes_lose_nothing_and_keep_each_lane_in_order(see
             arrival = max(arrival, ts + rng.uniform(2, 60))  # in order per device, as on one connection
             sent.append((arrival, curtain(device, seq, ts)))
     sent.sort(key=lambda a: a[0])
-    r = Reorderer(lag_ns=500 * MS, jitter_ns=100 * MS, lanes=LANES if lanes else None)
+    r = Reorderer(
+        lag_ns=500 * MS, jitter_ns=100 * MS, lanes=LANES if lanes else None, event_devices=["curtain-A", "curtain-B"]
+    )
     out: list[Message] = []
     accepted = 0
     for _, msg in sent:
