@@ -557,6 +557,8 @@ def print_table(args: argparse.Namespace, shelves: int, plates: int, broker: Bro
     )
     if 0 < len(lat) <= 100:  # few lines: the percentiles are rough, so show them all
         print("\nlatencies ms: " + " ".join(f"{x:.0f}" for x in lat))
+    elif lat:  # the tail, which the p99 of a few hundred lines is made of
+        print("\nslowest 10 latencies ms: " + " ".join(f"{x:.0f}" for x in lat[-10:]))
     if r.taken_in < r.inputs:
         print(f"\nthe worker took in {r.taken_in:,.0f} of {r.inputs:,} input messages within 120 s of the end")
 

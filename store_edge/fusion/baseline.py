@@ -7,7 +7,7 @@ import math
 
 from store_edge.fusion.engine import Decision, EngineOutput, FusionEngine
 from store_edge.fusion.products import ProductHypothesis
-from store_edge.fusion.shoppers import NS
+from store_edge.fusion.shoppers import NS, samples_between
 from store_edge.fusion.weight_events import WeightEvent
 from store_edge.layout.model import distance_to_segment
 
@@ -37,11 +37,10 @@ class BaselineEngine(FusionEngine):
             visit = self.shoppers.visit_of_track(hist.track_id)
             if visit is None or self._cart_for(visit) is None:
                 continue
-            for t, x, y, _ in hist.samples:
-                if abs(t - event.start_ns) <= NS:
-                    d = distance_to_segment((x, y), geo.front_left, geo.front_right)
-                    if nearest is None or d < nearest[0]:
-                        nearest = (d, visit)
+            for _, x, y, _ in samples_between(hist.samples, event.start_ns - NS, event.start_ns + NS):
+                d = distance_to_segment((x, y), geo.front_left, geo.front_right)
+                if nearest is None or d < nearest[0]:
+                    nearest = (d, visit)
         if nearest is None:
             return out
         cart = self.carts[nearest[1]]

@@ -440,10 +440,14 @@ class FusionEngine:
         if not corrections:
             return
         self._corrections_seen += len(corrections)
-        since_ns = min(since for since, *_ in corrections)
+        since_ns = min(since for since, _ in corrections)
+        moved = {track_id for _, tracks in corrections for track_id in tracks}
         for decision in self.decisions:
             if decision.event.end_ns < since_ns - NS:
                 continue
+            event = decision.event
+            if not self.shoppers.had_a_say(moved, event.plate_deltas_g, event.start_ns, event.end_ns):
+                continue  # asked again, it would give the same answer (and it takes a while in a busy store)
             shoppers = self._associate(
                 decision.event, products=decision.products, departed_by_ns=decision.departed_by_ns
             )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from store_edge.fusion.shoppers import ShopperCandidate, ShopperRegistry
+from store_edge.fusion.shoppers import ShopperCandidate, ShopperRegistry, samples_between
 from store_edge.protocol.messages import PlateTrace, ShopperPath, TicketEvidence
 
 NS = 1_000_000_000
@@ -78,7 +78,7 @@ def shopper_paths(
     out = []
     for c in candidates:
         hist = registry.tracks.get(c.track_id) if c.track_id else None
-        samples = [s for s in hist.samples if start_ns <= s[0] <= end_ns] if hist else []
+        samples = list(samples_between(hist.samples, start_ns, end_ns)) if hist else []
         out.append(
             ShopperPath(
                 visit_id=c.visit_id,

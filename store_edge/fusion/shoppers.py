@@ -18,8 +18,11 @@ which events to revisit).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -178,6 +181,54 @@ class TrackHistory:
         return (self.samples[-1][1], self.samples[-1][2])
 
 
+def samples_between(
+    samples: deque[tuple[int, float, float, Hand | None]], lo_ns: int, hi_ns: int
+) -> Iterator[tuple[int, float, float, Hand | None]]:
+    """A track's samples from `lo_ns` to `hi_ns` (inclusive). A track keeps minutes of samples and an
+    event's window is seconds long: found by bisection instead of a walk through all of them (a
+    re-identification that re-decides every event since a swap asked this of every track for every
+    event: 100-300 ms in which the store's messages waited). Samples are in time order: the merge hands
+    the tracker's messages on in order."""
+    start = bisect.bisect_left(samples, lo_ns, key=_sample_time)
+    for sample in itertools.islice(samples, start, None):
+        if sample[0] > hi_ns:
+            return
+        yield sample
+
+
+def _sample_time(sample: tuple[int, float, float, Hand | None]) -> int:
+    return sample[0]
+
+
+def _body_terms(
+    windows: list[list[tuple[int, float, float, Hand | None]]],
+    front_a: tuple[float, float],
+    front_b: tuple[float, float],
+    normal: NDArray[np.float64],
+    reach_m: float,
+    body_std_m: float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per window of a track's samples: the mean log-likelihood of standing where they stood for someone
+    reaching into the shelf front a-b (`reach_m` out from it, give or take `body_std_m` out and along),
+    and the nearest they came to the front. All tracks at once: in a busy store an event has dozens of
+    tracks around it, and the engine asks again for every event since a re-identification."""
+    if not windows:
+        return np.zeros(0), np.zeros(0)
+    counts = np.array([len(w) for w in windows])
+    xs = np.fromiter((s[1] for w in windows for s in w), dtype=float, count=int(counts.sum()))
+    ys = np.fromiter((s[2] for w in windows for s in w), dtype=float, count=int(counts.sum()))
+    dx, dy = front_b[0] - front_a[0], front_b[1] - front_a[1]
+    seg2 = dx * dx + dy * dy
+    t = np.zeros_like(xs) if seg2 == 0 else np.clip(((xs - front_a[0]) * dx + (ys - front_a[1]) * dy) / seg2, 0, 1)
+    d = np.hypot(xs - (front_a[0] + t * dx), ys - (front_a[1] + t * dy))
+    out = (xs - front_a[0]) * normal[0] + (ys - front_a[1]) * normal[1]
+    along = np.sqrt(np.maximum(0.0, d * d - out * out))
+    out = np.where(out < -0.1, out - 2.0, out)  # behind the shelf front: the other aisle, cannot reach it
+    logs = -0.5 * ((out - reach_m) / body_std_m) ** 2 - 0.5 * (along / body_std_m) ** 2
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return np.add.reduceat(logs, starts) / counts, np.minimum.reduceat(d, starts)
+
+
 @dataclass
 class Person:
     """One shopper of a visit; `track_id` changes when the tracker loses and re-finds them."""
@@ -233,7 +284,8 @@ class ShopperRegistry:
         self.entries = store.gates_of_kind("entry")
         self.exits = store.gates_of_kind("exit")
         self.encounters: list[Encounter] = []
-        self.corrections: list[tuple[int, str, str]] = []
+        self.corrections: list[tuple[int, tuple[str, ...]]] = []
+        """(since when, the tracks whose people were moved): events since then may need deciding again."""
         """(since ns, track, track): ids found swapped; the engine revisits events since then."""
         self.passages: deque[int] = deque()
         """When the exit counters counted someone leaving, until matched with a tracked exit."""
@@ -428,7 +480,7 @@ class ShopperRegistry:
                     self._bind(self.tracks[track_id], person, start)
                 since = min(starts)
                 names = ", ".join(f"{pairs[r][0]} -> {pairs[c][1].visit_id}" for r, c in moved)
-                self.corrections.append((since, pairs[moved[0][0]][0], pairs[moved[-1][0]][0]))
+                self.corrections.append((since, tuple(pairs[r][0] for r, _ in moved)))
                 self.alerts.append((since, f"tracks swapped ids in a crowd; undone: {names}"))
         people = [person for _, person in pairs]
         for track_id, look in list(enc.looks.items()):
@@ -478,7 +530,7 @@ class ShopperRegistry:
             person.track_id = None
             person.lost_ns, person.lost_xy = hist.first_ns, hist.first_xy
         since = min(hist.first_ns, displaced.first_ns) if displaced is not None else hist.first_ns
-        self.corrections.append((since, hist.track_id, displaced.track_id if displaced else hist.track_id))
+        self.corrections.append((since, (hist.track_id, displaced.track_id) if displaced else (hist.track_id,)))
         self.alerts.append((since, "a lost track was continued by the wrong person; undone: " + ", ".join(moved)))
 
     def _handover_ns(
@@ -594,6 +646,24 @@ class ShopperRegistry:
         return [v for v in self.visits.values() if not v.all_exited]
 
     # --- association ---------------------------------------------------------------------------
+    def had_a_say(self, track_ids: Iterable[str], plate_ids: Iterable[str], start_ns: int, end_ns: int) -> bool:
+        """Whether any of these tracks came close enough to the plates during an event to weigh in on
+        who made it. One that stayed `reach_m` + 10 `body_std_m` (3 m) away scores below e^-50 of a
+        person standing at the front: whose it is changes no one's odds."""
+        p = self.params
+        geo = sorted((self.store.plate_geometry[pid] for pid in plate_ids), key=lambda g: g.index_on_shelf)
+        front_a, front_b = geo[0].front_left, geo[-1].front_right
+        say_m = p.reach_m + 10 * p.body_std_m
+        lo, hi = start_ns - NS // 2, end_ns + NS // 2  # the window `associate` reads
+        for track_id in track_ids:
+            hist = self.tracks.get(track_id)
+            if hist is not None and any(
+                distance_to_segment((x, y), front_a, front_b) < say_m
+                for _, x, y, _ in samples_between(hist.samples, lo, hi)
+            ):
+                return True
+        return False
+
     def associate(
         self,
         plate_deltas_g: dict[str, float],
@@ -635,29 +705,17 @@ class ShopperRegistry:
         lo, hi = start_ns - NS // 2, end_ns + NS // 2
         scores: dict[str | None, float] = {}
         details: dict[str | None, tuple[float, str | None]] = {}
-        for hist in self.tracks.values():
-            if hist.last_ns < lo or hist.first_ns > hi:
-                continue
-            # The one who acted stands there throughout; a passer-by is close only for a moment. So the
-            # body term is averaged over the event, and a hand seen at the plates' front adds to it.
-            body_logs: list[float] = []
-            hands: list[Hand] = []
-            best_d = math.inf
-            for t, x, y, hand in hist.samples:
-                if t < lo or t > hi:
-                    continue
-                d = distance_to_segment((x, y), front_a, front_b)
-                out = (x - front_a[0]) * normal[0] + (y - front_a[1]) * normal[1]
-                along = math.sqrt(max(0.0, d * d - out * out))
-                if out < -0.1:
-                    out -= 2.0  # behind the shelf front: the other aisle, cannot reach these plates
-                body_logs.append(-0.5 * ((out - p.reach_m) / p.body_std_m) ** 2 - 0.5 * (along / p.body_std_m) ** 2)
-                best_d = min(best_d, d)
-                if hand is not None and hand_lo <= t <= hand_hi:
-                    hands.append(hand)
-            if not body_logs:
-                continue
-            best_log = sum(body_logs) / len(body_logs)
+        windows = [
+            (hist, window)
+            for hist in self.tracks.values()
+            if hist.last_ns >= lo and hist.first_ns <= hi and (window := list(samples_between(hist.samples, lo, hi)))
+        ]
+        # The one who acted stands there throughout; a passer-by is close only for a moment. So the body
+        # term is averaged over the event, and a hand seen at the plates' front adds to it.
+        mean_logs, best_ds = _body_terms([w for _, w in windows], front_a, front_b, normal, p.reach_m, p.body_std_m)
+        for k, (hist, window) in enumerate(windows):
+            best_log, best_d = float(mean_logs[k]), float(best_ds[k])
+            hands = [s[3] for s in window if s[3] is not None and hand_lo <= s[0] <= hand_hi]
             if departed_by_ns is not None:
                 best_log += math.log(self._departure_odds(hist, spot, end_ns, departed_by_ns))
             if hands:
@@ -689,11 +747,7 @@ class ShopperRegistry:
         after it, as far as the tracks tell by `until_ns`."""
         p = self.params
         stays_from_s = p.departure_odds[-2][0]
-        for t, x, y, _ in hist.samples:
-            if t <= end_ns:
-                continue
-            if t > until_ns:
-                break
+        for t, x, y, _ in samples_between(hist.samples, end_ns + 1, until_ns):
             if math.hypot(x - spot[0], y - spot[1]) > p.departure_m:
                 left_s = (t - end_ns) / NS
                 return next(odds for up_to_s, odds in p.departure_odds if left_s < up_to_s)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from store_edge.fusion.shoppers import NS, ShopperRegistry, TrackObservation
+from store_edge.fusion.shoppers import NS, ShopperRegistry, TrackObservation, samples_between
 from store_edge.layout import StoreLayout
 
 TICK_NS = NS // 10
@@ -87,6 +87,20 @@ def test_a_crowd_rotating_three_ids_is_undone_for_each_track(demo_store: StoreLa
     assert [reg.visit_of_track(t, 34 * NS) for t in ("t1", "t2", "t3")] == ["visit-1", "visit-2", "visit-0"]
     assert reg.corrections, "the engine is told to revisit events since the hand-over"
     assert abs(min(c[0] for c in reg.corrections) - handover_ns) <= NS
+
+
+def test_the_engine_asks_again_only_about_events_the_moved_tracks_stood_near(demo_store: StoreLayout) -> None:
+    reg, _ = _run(demo_store, rotation=[1, 2, 0])
+    # every track whose person was moved is named, not only two of them
+    assert {track for _, tracks in reg.corrections for track in tracks} == {"t1", "t2", "t3"}
+    window = [t for t, *_ in samples_between(reg.tracks["t1"].samples, 10 * NS, 11 * NS)]
+    assert window == list(range(10 * NS, 11 * NS + 1, TICK_NS))  # both ends included
+    # at 10 s person 0 (t1) stands about (2.5, 3.0): 1.7 m from gondola G3's front, 4.1 m from G5's
+    assert reg.had_a_say(["t1"], ["G3-S1-P01"], 10 * NS, 11 * NS)
+    assert not reg.had_a_say(["t1"], ["G5-S4-P01"], 10 * NS, 11 * NS)
+    # what had_a_say stands for: whoever t1 belongs to, the odds of an event at G5 do not move
+    far = reg.associate({"G5-S4-P01": -50.0}, 10 * NS, 11 * NS)
+    assert {c.visit_id: round(c.probability, 6) for c in far if c.visit_id == "visit-0"} in ({}, {"visit-0": 0.0})
 
 
 def test_a_crowd_that_keeps_its_ids_is_left_alone(demo_store: StoreLayout) -> None:
