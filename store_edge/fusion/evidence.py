@@ -78,7 +78,7 @@ def shopper_paths(
     out = []
     for c in candidates:
         hist = registry.tracks.get(c.track_id) if c.track_id else None
-        samples = list(samples_between(hist.samples, start_ns, end_ns)) if hist else []
+        samples = samples_between(hist.samples, start_ns, end_ns) if hist else []
         out.append(
             ShopperPath(
                 visit_id=c.visit_id,

@@ -19,10 +19,9 @@ which events to revisit).
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -183,17 +182,15 @@ class TrackHistory:
 
 def samples_between(
     samples: deque[tuple[int, float, float, Hand | None]], lo_ns: int, hi_ns: int
-) -> Iterator[tuple[int, float, float, Hand | None]]:
+) -> list[tuple[int, float, float, Hand | None]]:
     """A track's samples from `lo_ns` to `hi_ns` (inclusive). A track keeps minutes of samples and an
     event's window is seconds long: found by bisection instead of a walk through all of them (a
     re-identification that re-decides every event since a swap asked this of every track for every
     event: 100-300 ms in which the store's messages waited). Samples are in time order: the merge hands
     the tracker's messages on in order."""
     start = bisect.bisect_left(samples, lo_ns, key=_sample_time)
-    for sample in itertools.islice(samples, start, None):
-        if sample[0] > hi_ns:
-            return
-        yield sample
+    end = bisect.bisect_right(samples, hi_ns, lo=start, key=_sample_time)
+    return [samples[i] for i in range(start, end)]  # a deque's items are reached from its nearer end
 
 
 def _sample_time(sample: tuple[int, float, float, Hand | None]) -> int:
@@ -215,8 +212,9 @@ def _body_terms(
     if not windows:
         return np.zeros(0), np.zeros(0)
     counts = np.array([len(w) for w in windows])
-    xs = np.fromiter((s[1] for w in windows for s in w), dtype=float, count=int(counts.sum()))
-    ys = np.fromiter((s[2] for w in windows for s in w), dtype=float, count=int(counts.sum()))
+    # (t, x, y, hand) rows, hand dropped: numpy reads the tuples' numbers in one pass
+    txy = np.array([s[:3] for w in windows for s in w], dtype=float)
+    xs, ys = txy[:, 1], txy[:, 2]
     dx, dy = front_b[0] - front_a[0], front_b[1] - front_a[1]
     seg2 = dx * dx + dy * dy
     t = np.zeros_like(xs) if seg2 == 0 else np.clip(((xs - front_a[0]) * dx + (ys - front_a[1]) * dy) / seg2, 0, 1)
@@ -708,7 +706,7 @@ class ShopperRegistry:
         windows = [
             (hist, window)
             for hist in self.tracks.values()
-            if hist.last_ns >= lo and hist.first_ns <= hi and (window := list(samples_between(hist.samples, lo, hi)))
+            if hist.last_ns >= lo and hist.first_ns <= hi and (window := samples_between(hist.samples, lo, hi))
         ]
         # The one who acted stands there throughout; a passer-by is close only for a moment. So the body
         # term is averaged over the event, and a hand seen at the plates' front adds to it.
