@@ -451,8 +451,19 @@ class FusionEngine:
             shoppers = self._associate(
                 decision.event, products=decision.products, departed_by_ns=decision.departed_by_ns
             )
-            before = [(c.visit_id, round(c.probability, 3)) for c in decision.shoppers]
-            if [(c.visit_id, round(c.probability, 3)) for c in shoppers] != before:
+            if decision.hands >= 2:
+                # units split by where each hand went: every candidate's odds shape the lines
+                before = [(c.visit_id, round(c.probability, 3)) for c in decision.shoppers]
+                changed = [(c.visit_id, round(c.probability, 3)) for c in shoppers] != before
+            else:
+                # someone else is likeliest now, or the line held for staff may settle, or a charged
+                # line is no longer sure. A shift in the odds alone changes nothing: the tracker's samples
+                # that came after the decision move them a little, and taking every line back and making
+                # it again (and raising its ticket again) for that cost a busy store 100-300 ms
+                sure = self._sure_of(decision, shoppers)
+                held = any(line.status == "under_review" for _, line in decision.lines)
+                changed = shoppers[0].visit_id != decision.shoppers[0].visit_id or sure == held
+            if changed:
                 self._redecide(decision, shoppers, out)
 
     def _weigh_departures(self, out: EngineOutput) -> None:
@@ -474,9 +485,14 @@ class FusionEngine:
                 # they left the store soon after and their cart has been handed on: staff decide
                 continue
             held = any(line.status == "under_review" for _, line in decision.lines)
-            settles = held and shoppers[0].probability * decision.products[0].probability >= self.params.review_below
-            if settles or shoppers[0].visit_id != decision.shoppers[0].visit_id:
+            if (held and self._sure_of(decision, shoppers)) or shoppers[0].visit_id != decision.shoppers[0].visit_id:
                 self._redecide(decision, shoppers, out)
+
+    def _sure_of(self, decision: Decision, shoppers: list[ShopperCandidate]) -> bool:
+        """Whether a decision's lines would be charged without review with these candidates: the likeliest
+        shopper with the likeliest product, against the review threshold (a split of several units is
+        judged differently: such a line may still be held once decided again)."""
+        return shoppers[0].probability * decision.products[0].probability >= self.params.review_below
 
     def _redecide(self, decision: Decision, shoppers: list[ShopperCandidate], out: EngineOutput) -> None:
         """Take back a decision's lines and ticket and assign it again with these candidates (open carts
