@@ -451,20 +451,33 @@ class FusionEngine:
             shoppers = self._associate(
                 decision.event, products=decision.products, departed_by_ns=decision.departed_by_ns
             )
-            if decision.hands >= 2:
-                # units split by where each hand went: every candidate's odds shape the lines
-                before = [(c.visit_id, round(c.probability, 3)) for c in decision.shoppers]
-                changed = [(c.visit_id, round(c.probability, 3)) for c in shoppers] != before
+            if self._same_lines(decision, shoppers):
+                decision.shoppers = shoppers  # for what asks about the candidates later (a fault's hold)
             else:
-                # someone else is likeliest now, or the line held for staff may settle, or a charged
-                # line is no longer sure. A shift in the odds alone changes nothing: the tracker's samples
-                # that came after the decision move them a little, and taking every line back and making
-                # it again (and raising its ticket again) for that cost a busy store 100-300 ms
-                sure = self._sure_of(decision, shoppers)
-                held = any(line.status == "under_review" for _, line in decision.lines)
-                changed = shoppers[0].visit_id != decision.shoppers[0].visit_id or sure == held
-            if changed:
                 self._redecide(decision, shoppers, out)
+
+    def _same_lines(self, decision: Decision, shoppers: list[ShopperCandidate]) -> bool:
+        """Whether deciding again with these candidates would give the decision's lines as they stand: a
+        pick charged to (or held for) its likeliest shopper alone, who is still the likeliest, and still
+        as sure (or unsure) against the review threshold. A shift in the odds alone changes nothing: the
+        tracker's samples that came after the decision move them a little, and taking every line back and
+        making it again (and raising its ticket again) for that cost a busy store 100-300 ms per tracker
+        message. Anything else (a return, several hands, a faulty sensor, no lines, a line another event
+        holds) is compared candidate by candidate, as every candidate's odds may shape its lines."""
+        top = decision.shoppers[0]
+        held = any(line.status == "under_review" for _, line in decision.lines)
+        simple = (
+            decision.event.total_g < 0
+            and decision.hands < 2
+            and bool(decision.lines)
+            and all(cart.visit_id == top.visit_id for cart, _ in decision.lines)
+            and self._fault_of(decision.event) is None
+            and (decision.ticket is not None or not held)
+        )
+        if not simple:
+            before = [(c.visit_id, round(c.probability, 3)) for c in decision.shoppers]
+            return [(c.visit_id, round(c.probability, 3)) for c in shoppers] == before
+        return shoppers[0].visit_id == top.visit_id and self._sure_of(decision, shoppers) != held
 
     def _weigh_departures(self, out: EngineOutput) -> None:
         """Once the tracks show who walked off after an event, ask again who made it. Its lines change

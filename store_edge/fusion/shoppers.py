@@ -283,8 +283,8 @@ class ShopperRegistry:
         self.exits = store.gates_of_kind("exit")
         self.encounters: list[Encounter] = []
         self.corrections: list[tuple[int, tuple[str, ...]]] = []
-        """(since when, the tracks whose people were moved): events since then may need deciding again."""
-        """(since ns, track, track): ids found swapped; the engine revisits events since then."""
+        """(since ns, the tracks whose people were moved): ids found swapped or fragments bound to the wrong
+        person; the engine asks again about events since then."""
         self.passages: deque[int] = deque()
         """When the exit counters counted someone leaving, until matched with a tracked exit."""
         self.lost_checked_s = 0

@@ -91,8 +91,9 @@ class Reorderer:
     is partial: each lane's messages are merged only with the shared devices' (every device not in a
     lane: the tracker, the gates), not with other lanes'. A lane's message waits for its own lane's
     devices and the shared devices, never for another shelf's scale; a shared message waits for the
-    shared devices only. So a lane's message is handed on after its lane's earlier messages and after
-    every shared message up to its time, while later shared messages may go ahead of a slow lane's (the
+    shared devices only. So a lane's message is handed on after its lane's earlier messages (but for an
+    event device's report that came late, handed on at once) and after every shared message up to its
+    time, while later shared messages may go ahead of a slow lane's (the
     tracker does not wait for a shelf). A lane message is late when it is behind what its lane handed
     on; a shared message when it is behind anything handed on. Without `lanes` every device is shared:
     one total order."""
@@ -127,7 +128,7 @@ class Reorderer:
         self._arrivals = 0
         self._device_newest: dict[str, int] = {}
         self._expected = tuple(expected_devices)
-        self._event_devices = frozenset(event_devices)
+        self.event_devices = frozenset(event_devices)
         self._progress: dict[str | None, list[tuple[int, str]]] = {None: []}
         """Per lane, (newest timestamp, device) of its devices, oldest first; entries a device has since
         passed are dropped lazily."""
@@ -153,7 +154,7 @@ class Reorderer:
         fail on every message; refused instead (the worker logs that the snapshot cannot be loaded)."""
         if "_heaps" not in state:
             raise ValueError("merge buffer saved by an older version (before lanes): cannot be loaded")
-        self.__dict__.update({"late_handed_on": 0, "_event_devices": frozenset()} | state)
+        self.__dict__.update({"late_handed_on": 0, "event_devices": frozenset()} | state)
 
     def push(self, msg: Message) -> list[Message]:
         """Buffer one message; returns those the watermark now lets through. Raises LateMessageError."""
@@ -162,7 +163,7 @@ class Reorderer:
         lane = self._lane_of.get(device)
         released = self.released_ns if lane is None else self._lane_released.get(lane)
         if released is not None and ts < released:
-            if (isinstance(msg, GATE_MESSAGES) or device in self._event_devices) and released - ts <= self.lag_ns:
+            if (isinstance(msg, GATE_MESSAGES) or device in self.event_devices) and released - ts <= self.lag_ns:
                 # a gate speaks a few times per visit and carries what must not be lost: a scan or
                 # decision a clock skew or network delay put behind what was handed on goes on at once
                 # (the engine opens the visit a fraction of a second late, before its shopper appears).
@@ -181,7 +182,7 @@ class Reorderer:
         self.newest_ns = ts if self.newest_ns is None else max(self.newest_ns, ts)
         if ts > self._device_newest.get(device, -1):
             self._device_newest[device] = ts
-            if not isinstance(msg, GATE_MESSAGES) and device not in self._event_devices:
+            if not isinstance(msg, GATE_MESSAGES) and device not in self.event_devices:
                 # a gate speaks a few times a visit: its next message is later than this one anyway, and
                 # one that comes late is handed on at once (above). Had it held the shared watermark at
                 # its last message for the lag, every shelf would wait up to the lag after each one

@@ -212,8 +212,8 @@ class EdgeWorker:
         self.dedup = Deduplicator()
         scales = [shelf.scale.device_id for shelf in store.shelves_by_id.values()]
         lanes = shelf_lanes(store) if config.merge == "shelf" else None
-        curtains = [shelf.curtain.device_id for shelf in store.shelves_by_id.values() if shelf.curtain]
-        self.reorder = Reorderer(round(config.lag_s * NS), round(config.jitter_s * NS), scales, lanes, curtains)
+        self._curtains = [shelf.curtain.device_id for shelf in store.shelves_by_id.values() if shelf.curtain]
+        self.reorder = Reorderer(round(config.lag_s * NS), round(config.jitter_s * NS), scales, lanes, self._curtains)
         self.clocks = ClockOffsets(scales, config.clock)
         """The scales' median clock is the store's; each device's offset from it is taken off."""
         self._faulty: set[tuple[str, FaultKind]] = set()
@@ -455,6 +455,9 @@ class EdgeWorker:
             state = pickle.loads(snap.state)  # ours: trusted
             # a snapshot from before clock offsets has no estimates: they start again from the journal
             self.engine, self.dedup, self.reorder, self.traces, self.tickets = state[:5]
+            # which devices are event devices is the store's, not the saved state's (one saved before
+            # curtains were would keep them holding their shelves for good)
+            self.reorder.event_devices = frozenset(self._curtains)
             self.engine.traces = self.traces  # the same buffer (one saved before the engine fed it: not yet)
             if len(state) > 5:
                 self.clocks = state[5]

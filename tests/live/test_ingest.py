@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pickle
 import random
+from pathlib import Path
 
 import pytest
 
+from store_edge.layout import StoreLayout
 from store_edge.live.ingest import Deduplicator, LateMessageError, Reorderer, merge_key
+from store_edge.live.worker import EdgeWorker, WorkerConfig
 from store_edge.protocol.messages import CurtainEvent, GateDecision, Header, Message
 
 MS = 1_000_000
@@ -237,3 +240,21 @@ def test_a_gate_that_spoke_holds_no_shelf_back() -> None:
     # the shelf's 300 goes on with the tracker's 400, not a second (the lag) after the gate's 150
     assert ("scale-A", 300) in times(released)
     assert decision in released
+
+
+def test_a_snapshot_from_before_event_devices_gets_the_stores_curtains(demo_store: StoreLayout, tmp_path: Path) -> None:
+    old = EdgeWorker(demo_store, WorkerConfig(state_dir=tmp_path))
+    curtains = {shelf.curtain.device_id for shelf in demo_store.shelves_by_id.values() if shelf.curtain}
+    assert curtains
+    assert old.reorder.event_devices == curtains
+    # a merge buffer pickled before there were event devices loads without any...
+    state = {k: v for k, v in old.reorder.__dict__.items() if k != "event_devices"}
+    loaded = Reorderer.__new__(Reorderer)
+    loaded.__setstate__(state)
+    assert loaded.event_devices == frozenset()
+    # ...and a worker restarting from such a snapshot takes them from its store again
+    old.reorder = loaded
+    old.snapshot()
+    restarted = EdgeWorker(demo_store, WorkerConfig(state_dir=tmp_path))
+    restarted.recover()
+    assert restarted.reorder.event_devices == curtains
