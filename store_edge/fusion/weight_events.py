@@ -297,20 +297,24 @@ class ShelfWeightEventDetector:
         reach = self.params.neighbour_plates
         groups: list[list[PlateChange]] = []
         for change in sorted(self._pending, key=lambda c: (c.start_ns, c.plate_index)):
-            joined = None
-            for g in groups:
+            # every group it touches becomes one: a unit lying across plates 4 and 5 joins plate 3's
+            # change (another unit of the same pick) to plate 5's, though 3 and 5 are not neighbours
+            touched = [
+                g
+                for g in groups
                 if any(
                     abs(c.plate_index - change.plate_index) <= reach
                     and change.start_ns <= c.end_ns + gap
                     and c.start_ns <= change.end_ns + gap
                     for c in g
-                ):
-                    joined = g
-                    break
-            if joined is None:
+                )
+            ]
+            if not touched:
                 groups.append([change])
-            else:
-                joined.append(change)
+                continue
+            first, *others = touched
+            first.extend([c for g in others for c in g] + [change])
+            groups = [g for g in groups if all(g is not o for o in others)]
         done: list[WeightEvent] = []
         keep: list[PlateChange] = []
         for g in groups:

@@ -165,3 +165,22 @@ def test_readings_array_reads_gaps_as_nan() -> None:
     assert with_gap.shape == (2, 2)
     assert np.isnan(with_gap[0, 1])
     assert with_gap[1, 1] == 4.0
+
+
+def test_a_unit_lying_across_two_plates_joins_its_neighbours_changes_into_one_event() -> None:
+    # one pick of two battery packs: one from plate 3, the other lying across plates 4 and 5 (25 g and
+    # 81 g of it). Plate 5's change starts before plate 4's: plates 3 and 5 are not neighbours, but
+    # plate 4 joins both, so it is one event (two events made the second pack a 81 g charging cable)
+    rate = 60.0
+    plates = [f"S1-P{k:02d}" for k in range(1, 7)]
+    det = ShelfWeightEventDetector("S1", plates, rate)
+    t_s = np.arange(0, 6, 1 / rate)
+    values = np.full((len(t_s), len(plates)), 500.0) + np.random.default_rng(0).normal(0, 0.5, (len(t_s), len(plates)))
+    for index, at_s, delta in ((2, 2.0, -106.0), (4, 2.45, -80.5), (3, 2.55, -25.5)):
+        values[t_s >= at_s, index] += delta
+    events: list[WeightEvent] = []
+    for i0 in range(0, len(t_s), 12):
+        events += det.add_batch((t_s[i0 : i0 + 12] * NS).astype(np.int64), values[i0 : i0 + 12])
+    events += det.flush()
+    assert len(events) == 1
+    assert events[0].plate_deltas_g == pytest.approx({"S1-P03": -106.0, "S1-P04": -25.5, "S1-P05": -80.5}, abs=1.0)
