@@ -141,6 +141,11 @@ class Decision:
     lines: list[tuple[Cart, CartLine]] = field(default_factory=list)
     ticket: ReviewTicket | None = None
 
+    @property
+    def held(self) -> bool:
+        """Some of its lines wait for staff."""
+        return any(line.status == "under_review" for _, line in self.lines)
+
 
 @dataclass
 class Reach:
@@ -465,7 +470,7 @@ class FusionEngine:
         message. Anything else (a return, several hands, a faulty sensor, no lines, a line another event
         holds) is compared candidate by candidate, as every candidate's odds may shape its lines."""
         top = decision.shoppers[0]
-        held = any(line.status == "under_review" for _, line in decision.lines)
+        held = decision.held
         simple = (
             decision.event.total_g < 0
             and decision.hands < 2
@@ -497,8 +502,8 @@ class FusionEngine:
             if shoppers[0].visit_id is not None and self._cart_for(shoppers[0].visit_id) is None:
                 # they left the store soon after and their cart has been handed on: staff decide
                 continue
-            held = any(line.status == "under_review" for _, line in decision.lines)
-            if (held and self._sure_of(decision, shoppers)) or shoppers[0].visit_id != decision.shoppers[0].visit_id:
+            settles = decision.held and self._sure_of(decision, shoppers)
+            if settles or shoppers[0].visit_id != decision.shoppers[0].visit_id:
                 self._redecide(decision, shoppers, out)
 
     def _sure_of(self, decision: Decision, shoppers: list[ShopperCandidate]) -> bool:

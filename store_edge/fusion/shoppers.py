@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
-from store_edge.layout.model import Gate, StoreLayout, distance_to_segment
+from store_edge.layout.model import Gate, PlateGeometry, StoreLayout, distance_to_segment
 
 NS = 1_000_000_000
 
@@ -644,12 +644,16 @@ class ShopperRegistry:
         return [v for v in self.visits.values() if not v.all_exited]
 
     # --- association ---------------------------------------------------------------------------
+    def _along_shelf(self, plate_ids: Iterable[str]) -> list[PlateGeometry]:
+        """The plates' geometry in their order along the shelf."""
+        return sorted((self.store.plate_geometry[pid] for pid in plate_ids), key=lambda g: g.index_on_shelf)
+
     def had_a_say(self, track_ids: Iterable[str], plate_ids: Iterable[str], start_ns: int, end_ns: int) -> bool:
         """Whether any of these tracks came close enough to the plates during an event to weigh in on
         who made it. One that stayed `reach_m` + 10 `body_std_m` (3 m) away scores below e^-50 of a
         person standing at the front: whose it is changes no one's odds."""
         p = self.params
-        geo = sorted((self.store.plate_geometry[pid] for pid in plate_ids), key=lambda g: g.index_on_shelf)
+        geo = self._along_shelf(plate_ids)
         front_a, front_b = geo[0].front_left, geo[-1].front_right
         say_m = p.reach_m + 10 * p.body_std_m
         lo, hi = start_ns - NS // 2, end_ns + NS // 2  # the window `associate` reads
@@ -674,7 +678,7 @@ class ShopperRegistry:
         along the shelf the one hand in the shelf meanwhile went in, when, and when it came out (light
         curtain), if known. With `departed_by_ns`, who walked off after the event by then counts too."""
         p = self.params
-        geo = sorted((self.store.plate_geometry[pid] for pid in plate_deltas_g), key=lambda g: g.index_on_shelf)
+        geo = self._along_shelf(plate_deltas_g)
         front_a = geo[0].front_left
         front_b = geo[-1].front_right
         shelf_z = geo[0].center[2]

@@ -161,9 +161,10 @@ class Reorderer:
         ts = msg.header.ts_ns
         device = msg.header.device_id
         lane = self._lane_of.get(device)
+        speaks_on_events = isinstance(msg, GATE_MESSAGES) or device in self.event_devices
         released = self.released_ns if lane is None else self._lane_released.get(lane)
         if released is not None and ts < released:
-            if (isinstance(msg, GATE_MESSAGES) or device in self.event_devices) and released - ts <= self.lag_ns:
+            if speaks_on_events and released - ts <= self.lag_ns:
                 # a gate speaks a few times per visit and carries what must not be lost: a scan or
                 # decision a clock skew or network delay put behind what was handed on goes on at once
                 # (the engine opens the visit a fraction of a second late, before its shopper appears).
@@ -182,7 +183,7 @@ class Reorderer:
         self.newest_ns = ts if self.newest_ns is None else max(self.newest_ns, ts)
         if ts > self._device_newest.get(device, -1):
             self._device_newest[device] = ts
-            if not isinstance(msg, GATE_MESSAGES) and device not in self.event_devices:
+            if not speaks_on_events:
                 # a gate speaks a few times a visit: its next message is later than this one anyway, and
                 # one that comes late is handed on at once (above). Had it held the shared watermark at
                 # its last message for the lag, every shelf would wait up to the lag after each one

@@ -4,14 +4,11 @@ when the answer changes them, not for odds that moved a little."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from store_edge.evaluation import evaluate
 from store_edge.fusion.engine import Decision, FusionEngine
-from store_edge.layout import StoreLayout
-from store_edge.sim.scenario import Action, Scenario, Shopper
-from store_edge.sim.simulator import simulate
+from store_edge.sim.scenario import Action, Shopper
+from tests.fusion.conftest import RunScenario
 
 COCOA = "2989422016913"  # 43.5 g, G3-S1-P08..09
 MALT = "2509556969802"
@@ -27,29 +24,21 @@ class KeptEngine(FusionEngine):
         KeptEngine.last = self
 
 
-def _decisions(store: StoreLayout, tmp_path: Path) -> tuple[FusionEngine, Decision, Decision]:
+def _decisions(run_scenario: RunScenario) -> tuple[FusionEngine, Decision, Decision]:
     """a takes a cocoa bar and puts back a malt-ball box she took; b shops elsewhere."""
-    scenario = Scenario(
-        store="demo",
-        seed=3,
-        duration_s=70,
-        shoppers=[
-            Shopper(
-                id="a",
-                account="acct-a",
-                enter_s=2,
-                actions=[
-                    Action(at_s=15, kind="pick", sku=COCOA),
-                    Action(at_s=25, kind="pick", sku=MALT),
-                    Action(at_s=35, kind="put_back", sku=MALT),
-                ],
-            ),
+    a_actions = [
+        Action(at_s=15, kind="pick", sku=COCOA),
+        Action(at_s=25, kind="pick", sku=MALT),
+        Action(at_s=35, kind="put_back", sku=MALT),
+    ]
+    run_scenario(
+        [
+            Shopper(id="a", account="acct-a", enter_s=2, actions=a_actions),
             Shopper(id="b", account="acct-b", enter_s=4, actions=[Action(at_s=20, kind="pick", sku=MALT)]),
         ],
+        seed=3,
+        engine_class=KeptEngine,
     )
-    out = tmp_path / "revisit.mcap"
-    simulate(store, scenario, out)
-    evaluate(out, store, engine_class=KeptEngine)
     engine = KeptEngine.last
     assert engine is not None
     pick = next(d for d in engine.decisions if d.event.total_g < 0 and COCOA in {ln.sku for _, ln in d.lines})
@@ -57,10 +46,8 @@ def _decisions(store: StoreLayout, tmp_path: Path) -> tuple[FusionEngine, Decisi
     return engine, pick, put_back
 
 
-def test_a_pick_is_made_again_only_when_its_taker_or_its_review_changes(
-    demo_store: StoreLayout, tmp_path: Path
-) -> None:
-    engine, pick, _ = _decisions(demo_store, tmp_path)
+def test_a_pick_is_made_again_only_when_its_taker_or_its_review_changes(run_scenario: RunScenario) -> None:
+    engine, pick, _ = _decisions(run_scenario)
     top = pick.shoppers[0]
     assert top.visit_id == "visit-a"
     assert [ln.status for _, ln in pick.lines] == ["confirmed"]
@@ -74,9 +61,9 @@ def test_a_pick_is_made_again_only_when_its_taker_or_its_review_changes(
     assert not engine._same_lines(pick, [replace(top, probability=0.5), *rest])
 
 
-def test_a_put_back_is_made_again_when_any_candidates_odds_move(demo_store: StoreLayout, tmp_path: Path) -> None:
+def test_a_put_back_is_made_again_when_any_candidates_odds_move(run_scenario: RunScenario) -> None:
     # a return goes to whoever holds the item, not always the likeliest: every candidate's odds count
-    engine, _, put_back = _decisions(demo_store, tmp_path)
+    engine, _, put_back = _decisions(run_scenario)
     assert engine._same_lines(put_back, list(put_back.shoppers))
     top, *rest = put_back.shoppers
     assert not engine._same_lines(put_back, [replace(top, probability=top.probability - 0.01), *rest])
