@@ -477,7 +477,7 @@ class FusionEngine:
             and bool(decision.lines)
             and all(cart.visit_id == top.visit_id for cart, _ in decision.lines)
             and self._fault_of(decision.event) is None
-            and (decision.ticket is not None or not held)
+            and not _held_elsewhere(decision)
         )
         if not simple:
             before = [(c.visit_id, round(c.probability, 3)) for c in decision.shoppers]
@@ -487,13 +487,16 @@ class FusionEngine:
     def _weigh_departures(self, out: EngineOutput) -> None:
         """Once the tracks show who walked off after an event, ask again who made it. Its lines change
         only where that names someone else or may settle a line held for staff: a line is not taken back
-        and made again (nor its ticket raised again) for a shift in its odds."""
+        and made again (nor its ticket raised again) for a shift in its odds. Staff decide what a faulty
+        sensor or another event holds: deciding again would charge it silently."""
         window_ns = round(self.params.shoppers.departure_window_s * NS)
         while self._awaiting_departure and self._awaiting_departure[0].event.end_ns + window_ns <= self.now_ns:
             decision = self._awaiting_departure.popleft()
             if not decision.lines or decision.hands >= 2:
                 # went to inventory, or its carts were re-decided away; or several hands took part, and
                 # each of their people walks off with something
+                continue
+            if self._fault_of(decision.event) is not None or _held_elsewhere(decision):
                 continue
             decision.departed_by_ns = decision.event.end_ns + window_ns
             shoppers = self._associate(
@@ -1032,6 +1035,13 @@ def _changed(cart: Cart, out: EngineOutput) -> None:
     cart.version += 1
     if cart not in out.changed_carts:
         out.changed_carts.append(cart)
+
+
+def _held_elsewhere(decision: Decision) -> bool:
+    """Some of the decision's lines wait for staff on another event's ticket (a return that was not
+    weighed right holds the pick it returns)."""
+    own = set(decision.ticket.line_ids) if decision.ticket is not None else set()
+    return any(line.status == "under_review" and line.line_id not in own for _, line in decision.lines)
 
 
 def _assign_hands(per_hand: list[list[ShopperCandidate]], top: int = 4) -> tuple[list[ShopperCandidate], list[float]]:

@@ -383,3 +383,31 @@ def test_a_hand_someone_stands_at_is_not_flagged_before_the_hand_limit(
     flagged = [(m.header.ts_ns, f) for m in msgs for f in engine.handle(m).sensor_faults]
     [(at_ns, fault)] = flagged
     assert at_ns - fault.since_ns > FusionEngine(demo_store).params.weight.max_hand_s * NS
+
+
+def test_a_line_another_event_holds_is_not_charged_when_its_taker_walks_off(
+    demo_store: StoreLayout, hard_cases: list[Message]
+) -> None:
+    """Alice's cola (picked at 12 s) is held for staff by another event, as a return that was not weighed
+    right holds the pick it returns. Asking again once she has walked off (12 s after the pick) must not
+    make the line again and charge it silently: the hold stands until staff decide."""
+    engine = FusionEngine(demo_store)
+    start = hard_cases[0].header.ts_ns
+    out = EngineOutput()
+    rest = iter(hard_cases)
+    for m in rest:
+        out.extend(engine.handle(m))
+        if m.header.ts_ns > start + 15 * NS:
+            break
+    [decision] = [d for d in engine.decisions if any(ln.sku == COLA for _, ln in d.lines)]
+    [(cart, line)] = decision.lines
+    assert (cart.visit_id, line.status) == ("visit-alice", "confirmed")
+    engine._hold_lines([(cart, line)], "held by another event", out)
+    for m in rest:
+        out.extend(engine.handle(m))
+    out.extend(engine.finish())
+    assert [(ln.line_id, ln.status) for ln in engine.carts["visit-alice"].lines if ln.sku == COLA] == [
+        (line.line_id, "under_review")
+    ]
+    assert COLA not in engine.carts["visit-alice"].receipt
+    assert decision.departed_by_ns is None  # not asked again
