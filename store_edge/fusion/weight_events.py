@@ -94,7 +94,6 @@ class _PlateState:
     plate_id: str
     window: deque[float]
     stable_history: deque[float]
-    stable: bool = False
     active_since_ns: int | None = None
     level_before: float | None = None
     settled_samples: list[float] = field(default_factory=list)
@@ -241,7 +240,6 @@ class ShelfWeightEventDetector:
         in_band = full and (max(plate.window) - min(plate.window)) <= self.params.stable_band_g
         if plate.active_since_ns is None:
             if in_band:
-                plate.stable = True
                 plate.stable_history.append(x)
             elif full:
                 self._mark_unstable(plate, t)
@@ -266,7 +264,6 @@ class ShelfWeightEventDetector:
             history = list(plate.stable_history)[: -self.window_n] or list(plate.stable_history)
             plate.level_before = float(np.mean(history[-self.level_n :])) if history else None
             plate.active_since_ns = t - round(self.window_n / self.rate_hz * 1e9)
-        plate.stable = False
         plate.settled_since_ns = None
         plate.settled_samples = []
         plate.last_unstable_ns = t
@@ -279,7 +276,6 @@ class ShelfWeightEventDetector:
         assert start is not None
         plate.active_since_ns = None
         plate.settled_since_ns = None
-        plate.stable = True
         plate.stable_history.clear()
         plate.stable_history.extend(plate.settled_samples[-self.level_n :])
         plate.settled_samples = []
