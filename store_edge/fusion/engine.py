@@ -476,8 +476,7 @@ class FusionEngine:
             and decision.hands < 2
             and bool(decision.lines)
             and all(cart.visit_id == top.visit_id for cart, _ in decision.lines)
-            and self._fault_of(decision.event) is None
-            and not _held_elsewhere(decision)
+            and not self._held_whatever_the_odds(decision)
         )
         if not simple:
             before = [(c.visit_id, round(c.probability, 3)) for c in decision.shoppers]
@@ -496,7 +495,7 @@ class FusionEngine:
                 # went to inventory, or its carts were re-decided away; or several hands took part, and
                 # each of their people walks off with something
                 continue
-            if self._fault_of(decision.event) is not None or _held_elsewhere(decision):
+            if self._held_whatever_the_odds(decision):
                 continue
             decision.departed_by_ns = decision.event.end_ns + window_ns
             shoppers = self._associate(
@@ -508,6 +507,15 @@ class FusionEngine:
             settles = decision.held and self._sure_of(decision, shoppers)
             if settles or shoppers[0].visit_id != decision.shoppers[0].visit_id:
                 self._redecide(decision, shoppers, out)
+
+    def _held_whatever_the_odds(self, decision: Decision) -> bool:
+        """Staff decide this decision's lines however sure the shoppers' odds become: the event depends on
+        a faulty sensor, or some of its lines wait on another event's ticket (a return that was not
+        weighed right holds the pick it returns)."""
+        if self._fault_of(decision.event) is not None:
+            return True
+        own = set(decision.ticket.line_ids) if decision.ticket is not None else set()
+        return any(line.status == "under_review" and line.line_id not in own for _, line in decision.lines)
 
     def _sure_of(self, decision: Decision, shoppers: list[ShopperCandidate]) -> bool:
         """Whether a decision's lines would be charged without review with these candidates: the likeliest
@@ -1035,13 +1043,6 @@ def _changed(cart: Cart, out: EngineOutput) -> None:
     cart.version += 1
     if cart not in out.changed_carts:
         out.changed_carts.append(cart)
-
-
-def _held_elsewhere(decision: Decision) -> bool:
-    """Some of the decision's lines wait for staff on another event's ticket (a return that was not
-    weighed right holds the pick it returns)."""
-    own = set(decision.ticket.line_ids) if decision.ticket is not None else set()
-    return any(line.status == "under_review" and line.line_id not in own for _, line in decision.lines)
 
 
 def _assign_hands(per_hand: list[list[ShopperCandidate]], top: int = 4) -> tuple[list[ShopperCandidate], list[float]]:
