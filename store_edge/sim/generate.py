@@ -35,6 +35,9 @@ class ScenarioMix:
     browse_s: tuple[float, float] = (3.0, 15.0)
     popularity_exponent: float = 1.1
     """Zipf exponent of product popularity (crowds at the popular gondolas)."""
+    body_spacing_m: float = 0.5
+    """People at shelves keep their centres this far apart (shoulder to shoulder): at a popular plate
+    the next shopper stands beside the first and reaches sideways, not inside them."""
 
 
 @dataclass
@@ -179,6 +182,7 @@ def random_scenario(
         seed=seed,
         duration_s=math.ceil(duration),
         noise=noise or NoiseParams(),
+        body_spacing_m=mix.body_spacing_m,
         shoppers=[
             Shopper(
                 id=d.shopper_id,

@@ -149,6 +149,8 @@ class _Stop:
     duration_s: float = 0.0
     reach: tuple[float, float, float] | None = None
     path: str = ""
+    plate_id: str | None = None
+    """The first plate reached: its gondola says which way is out into the aisle and along the shelf."""
 
 
 def stand_point(store: StoreLayout, grid: FloorGrid, plate_ids: list[str]) -> tuple[float, float]:
@@ -175,6 +177,8 @@ class _Planner:
         self.grid = FloorGrid(store)
         self.problems: list[FieldProblem] = []
         self.index = {s.id: i for i, s in enumerate(scenario.shoppers)}
+        self.standing: list[tuple[str, float, float, tuple[float, float]]] = []
+        """(shopper id, from s, until s, where): the places at shelves taken so far, routed shopper by shopper."""
 
     # --- geometry ------------------------------------------------------------------------------
     def stand_point(self, plate_ids: list[str]) -> tuple[float, float]:
@@ -193,6 +197,58 @@ class _Planner:
             if self.grid.free[self.grid.cell_of(p)]:
                 return p
         return where
+
+    def place_at_shelf(
+        self, shopper: Shopper, stop: _Stop, pos: tuple[float, float], t_free: float, rng: np.random.Generator
+    ) -> tuple[float, float]:
+        """Where a shopper stands for a shelf action. Without body spacing: near the spot in front of the
+        plates, whoever else is there. With it: the spot if nobody stands within `body_spacing_m` of it
+        meanwhile, else beside it along the shelf (reaching sideways, up to 0.75 m) or a step behind (over
+        someone's shoulder), the nearest such place that is free and reachable in time; squeezed in near
+        the spot only when every one is taken."""
+        assert stop.where is not None
+        spacing = self.sc.body_spacing_m
+        if spacing <= 0 or stop.plate_id is None:
+            return self.spread_out(stop.where, rng)
+        until = stop.at_s + stop.duration_s
+        arrive_by = stop.at_s - REACH_LEAD_S
+        gondola = self.store.gondolas_by_id[self.store.plate_geometry[stop.plate_id].gondola_id]
+        out = np.asarray(gondola.aisle_normal, dtype=float)
+        along = np.array([-out[1], out[0]])
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        offsets = [(0.0, 0.0)]
+        for a in (0.25, 0.5, 0.75):
+            offsets += [(sign * a, 0.0), (-sign * a, 0.0)]
+        offsets += [(0.0, 0.35), (sign * 0.25, 0.35), (-sign * 0.25, 0.35)]
+        here = np.asarray(stop.where, dtype=float)
+        roomiest: tuple[float, tuple[float, float]] | None = None
+        for da, do in offsets:
+            # people stand 0.35-0.65 m from the shelf front (STAND_OFF_M 0.45 nominal), not on a grid
+            p = here + (da + float(rng.normal(0.0, 0.05))) * along + (do + float(rng.uniform(-0.1, 0.2))) * out
+            spot = (float(p[0]), float(p[1]))
+            if not self.grid.free[self.grid.cell_of(spot)]:
+                continue
+            try:
+                travel = path_length(self.grid.path(pos, spot)) / shopper.speed_m_s
+            except UnreachableError:
+                continue
+            if t_free + travel > arrive_by:
+                continue
+            since = min(arrive_by, t_free + travel)  # the earliest they may stand there
+            room = min(
+                (
+                    math.dist(spot, xy)
+                    for who, t0, t1, xy in self.standing
+                    if who != shopper.id and t1 > since and t0 < until
+                ),
+                default=math.inf,
+            )
+            if room >= spacing:
+                return spot
+            if roomiest is None or room > roomiest[0]:
+                roomiest = (room, spot)
+        # every place taken: they squeeze in where there is most room
+        return roomiest[1] if roomiest is not None else self.spread_out(stop.where, rng)
 
     def action_plates(self, a: Action, path: str) -> list[str] | None:
         if a.plates is not None:
@@ -223,8 +279,9 @@ class _Planner:
         traj.add(shopper.enter_s, pos)
         t_free = shopper.enter_s
         reaches: list[tuple[float, float, tuple[float, float, float]]] = []
+        self.standing = [st for st in self.standing if st[0] != shopper.id]  # routed again (meets added)
         for stop in stops:
-            target = self.spread_out(stop.where, rng) if stop.where is not None else pos
+            target = self.place_at_shelf(shopper, stop, pos, t_free, rng) if stop.where is not None else pos
             try:
                 waypoints = self.grid.path(pos, target)
             except UnreachableError as e:
@@ -249,6 +306,7 @@ class _Planner:
             traj.add(end, pos)
             if stop.reach is not None:
                 reaches.append((stop.at_s, end, stop.reach))
+                self.standing.append((shopper.id, depart + travel, end, target))
             t_free = end + uniform(rng, (0.3, 1.5))
         waypoints = self.grid.path(pos, exit_gate.midpoint)
         travel = path_length(waypoints) / shopper.speed_m_s
@@ -317,7 +375,9 @@ class _Planner:
                 plates_of[(si, ai)] = plates
                 timing[(si, ai)] = t = self.contact_timing(s, ai, a)
                 stops.append(
-                    _Stop(a.at_s, self.stand_point(plates), ai, t[1] - a.at_s, self.hand_point(plates[0]), path)
+                    _Stop(
+                        a.at_s, self.stand_point(plates), ai, t[1] - a.at_s, self.hand_point(plates[0]), path, plates[0]
+                    )
                 )
             own_stops[si] = stops
             if s.party_of is not None:

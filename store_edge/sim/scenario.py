@@ -181,6 +181,14 @@ class Scenario(_Strict):
     start_utc: datetime = Field(default=datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
     duration_s: float = Field(gt=0, le=24 * 3600)
     noise: NoiseParams = NoiseParams()
+    body_spacing_m: float = Field(
+        default=0.0,
+        ge=0,
+        le=1.5,
+        description="people at shelves keep their body centres this far apart: a newcomer stands beside or "
+        "behind whoever is there and reaches sideways, and squeezes in only when no such place is free; "
+        "0: everyone stands within 0.25 m of the spot in front of the plates (scripted crowds)",
+    )
     shoppers: list[Shopper] = Field(default_factory=list)
 
     @model_validator(mode="after")

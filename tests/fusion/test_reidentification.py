@@ -180,3 +180,67 @@ def test_a_swap_seen_first_on_one_lookalike_waits_for_the_other_track(demo_store
     assert reg.visit_of_track("t1", 60 * NS) == "visit-1"
     assert [reg.visit_of_track(t, 60 * NS) for t in ("t3", "t4")] == ["visit-2", "visit-3"]
     assert reg.corrections
+
+
+def test_a_swap_with_someone_whose_look_was_never_learnt_is_undone(demo_store: StoreLayout) -> None:
+    # person 0 comes in alone and waits near the entry (her look is learnt). Person 1 comes in next to her
+    # and the two walk on shoulder to shoulder, 0.5 m apart, so his look is never learnt. At 24 s the
+    # tracker swaps their ids; at 28 s she walks off alone. Her look on t2 says t2 is hers from then on,
+    # and t1, which no longer looks like her, is his: whoever he is, he is the one left
+    reg = ShopperRegistry(demo_store)
+    rng = np.random.default_rng(5)
+    looks = _looks(2, seed=13)
+    wait, pair = (2.4, 2.0), (4.0, 4.5)
+    reg.open_visit(0, "visit-0", "acct-0", 1)
+    reg.open_visit(12 * NS, "visit-1", "acct-1", 1)
+    track_of = ["t1", "t2"]
+    for tick in range(50 * 10):
+        t = tick * TICK_NS
+        if t == 24 * NS:
+            track_of.reverse()
+        obs = []
+        if t >= NS:
+            if t < 13 * NS:
+                xy0 = _walk(ENTRY, wait, min(1.0, (t - NS) / (2 * NS)))
+            elif t < 28 * NS:
+                xy0 = _walk(wait, pair, min(1.0, (t - 13 * NS) / (4 * NS)))
+            else:
+                xy0 = _walk(pair, (6.5, 3.0), min(1.0, (t - 28 * NS) / (3 * NS)))
+            obs.append(TrackObservation(track_of[0], xy0[0], xy0[1], None, _embedding(looks[0], rng)))
+        if t >= 12 * NS + NS // 2:
+            beside = (ENTRY[0] + 0.5, ENTRY[1] + 0.2) if t < 13 * NS else (pair[0] + 0.5, pair[1])
+            xy1 = beside if t < 13 * NS else _walk((wait[0] + 0.5, wait[1]), beside, min(1.0, (t - 13 * NS) / (4 * NS)))
+            obs.append(TrackObservation(track_of[1], xy1[0], xy1[1], None, _embedding(looks[1], rng)))
+        reg.observe(t, obs)
+    assert reg.visit_of_track("t1", 13 * NS) == "visit-0"
+    assert reg.visit_of_track("t2", 13 * NS) == "visit-1"
+    assert reg.visit_of_track("t2", 40 * NS) == "visit-0"
+    assert reg.visit_of_track("t1", 40 * NS) == "visit-1"
+    assert reg.corrections
+
+
+def test_a_second_track_started_beside_a_person_continues_them(demo_store: StoreLayout) -> None:
+    # the tracker starts t2 a metre ahead of the shopper (two cameras' views not merged) in the very tick
+    # it last reports t1, then keeps only t2. A track far away that starts then is someone else's
+    reg = ShopperRegistry(demo_store)
+    rng = np.random.default_rng(2)
+    look = _looks(1, seed=4)[0]
+    reg.open_visit(0, "visit-0", "acct-0", 1)
+    for tick in range(40 * 10):
+        t = tick * TICK_NS
+        if t < NS:
+            continue
+        x, y = _walk(ENTRY, (4.0, 6.0), min(1.0, (t - NS) / (12 * NS)))
+        obs = []
+        if t <= 8 * NS:
+            obs.append(TrackObservation("t1", x, y, None, _embedding(look, rng)))
+        if t >= 8 * NS:
+            obs.append(TrackObservation("t2", x + 0.7, y + 0.7, None, _embedding(look, rng)))
+            obs.append(TrackObservation("t3", 6.5, 6.5, None, None))
+        reg.observe(t, obs)
+    assert reg.visit_of_track("t2", 8 * NS) == "visit-0"
+    assert reg.visit_of_track("t3", 20 * NS) is None
+    person = reg.visits["visit-0"].people[0]
+    assert person.track_id == "t2"
+    assert person.lost_ns is None
+    assert any("t2" in tracks for _, tracks in reg.corrections)

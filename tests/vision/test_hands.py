@@ -13,11 +13,12 @@ from store_edge.sim.frames import render_frame
 from store_edge.sim.generate import random_scenario
 from store_edge.sim.plan import Plan, PlannedShopper, build_plan, rng_for
 from store_edge.vision.hands import Backgrounds, HandFinder, Mask
+from tests.vision.conftest import UNSPACED
 
 
 @pytest.fixture(scope="module")
 def plan(demo_store: StoreLayout) -> Plan:
-    return build_plan(demo_store, random_scenario(demo_store, 3, 2, seed=3))
+    return build_plan(demo_store, random_scenario(demo_store, 3, 2, seed=3, mix=UNSPACED))
 
 
 @pytest.fixture(scope="module")

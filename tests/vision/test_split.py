@@ -32,6 +32,7 @@ from store_edge.vision.worker import (
     store_tick,
 )
 from tests.conftest import ROOT
+from tests.vision.conftest import UNSPACED
 
 pytestmark = pytest.mark.skipif(
     not DEFAULT_WEIGHTS.is_file(),
@@ -69,7 +70,7 @@ def _same(a: m.ShopperTracks, b: m.ShopperTracks) -> float:
 
 @pytest.fixture(scope="module")
 def reach_frames(demo_store: StoreLayout) -> list[list[Frame]]:
-    plan = build_plan(demo_store, random_scenario(demo_store, 3, 2, seed=3))
+    plan = build_plan(demo_store, random_scenario(demo_store, 3, 2, seed=3, mix=UNSPACED))
     return [
         [
             Frame(cam.id, round((1000 + t) * NS), render_frame(plan, cam, t, rng_for(0, "split", cam.id, k))[0])
