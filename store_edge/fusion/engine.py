@@ -357,7 +357,16 @@ class FusionEngine:
                 if cand.visit_id and cand.visit_id in self.carts and cand.probability > 0.05:
                     returnable |= set(self.carts[cand.visit_id].net(include_review=True))
         hands = self._hands_at(event)
-        products = score_products(event, self.store, self.inventory, returnable, self.params.products, hands=hands)
+        at_plates = self._reaches_during(event, event.plate_deltas_g, AT_PLATES_M)
+        products = score_products(
+            event,
+            self.store,
+            self.inventory,
+            returnable,
+            self.params.products,
+            hands=hands,
+            reach_x_m=at_plates[0].x_m if len(at_plates) == 1 else None,
+        )
         if not products:
             out.inventory_events.append(InventoryEvent(event, "no product fits this change", []))
             return out

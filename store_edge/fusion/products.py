@@ -36,6 +36,9 @@ class ProductParams:
     """With two hands in the shelf at once (light curtain), two products in one event are common."""
     return_not_carried_penalty: float = math.log(0.02)
     """A return of something no nearby shopper carries (brought in from elsewhere) is rare."""
+    reach_std_m: float = 0.02
+    """Where a hand went in, as the light curtain saw it, against where a product lies on a plate that
+    several products share (the curtain's error, and where along its part of the plate the unit was)."""
 
 
 @dataclass(frozen=True)
@@ -101,13 +104,16 @@ def score_products(
     params: ProductParams | None = None,
     top: int = 5,
     hands: int = 1,
+    reach_x_m: float | None = None,
 ) -> list[ProductHypothesis]:
     """Best hypotheses for an event, probabilities normalised over all hypotheses considered.
 
     For a pick (weight went down) the candidates are products on or next to the changed plates.
     For a return (weight went up) they are those plus `returnable_skus`: what the nearby shoppers
     carry, since a shopper can return an item anywhere (a wrong-place return). `hands`: how many
-    hands the light curtain saw enter at these plates meanwhile.
+    hands the light curtain saw enter at these plates meanwhile; `reach_x_m`: where along the shelf,
+    when it saw one. On a plate two products share, each lies on its own part of it: the hand's place
+    tells them apart where their weights cannot.
     """
     p = params or ProductParams()
     total = event.total_g
@@ -121,6 +127,14 @@ def score_products(
     if not candidates:
         return []
     meas_var = p.measurement_std_g**2 * len(plates)
+    # the changed plate the one hand went into, if products share it
+    shared = [
+        pid
+        for pid in plates
+        if reach_x_m is not None
+        and store.plate_geometry[pid].x_range_m[0] <= reach_x_m <= store.plate_geometry[pid].x_range_m[1]
+        and len(store.facings_on_plate.get(pid, [])) >= 2
+    ]
     scored: list[tuple[Items, float]] = []
 
     def add(items: Items) -> None:
@@ -152,6 +166,9 @@ def score_products(
                     continue
                 near = any(inventory.holds(pid, s, reach=1) for pid in changed)
                 log += p.neighbour_penalty if near else p.off_plate_penalty
+        if shared and reach_x_m is not None and len(items) == 1:
+            where = store.where_on_plate_m(shared[0], skus[0])
+            log += max(-0.5 * ((reach_x_m - where) / p.reach_std_m) ** 2, p.neighbour_penalty)
         if not picking and returnable_skus is not None:
             log += p.return_not_carried_penalty * sum(1 for s in skus if s not in returnable_skus)
         if picking:

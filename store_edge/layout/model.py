@@ -245,6 +245,23 @@ class StoreLayout(_Strict):
                 out.setdefault(pid, []).append(f)
         return out
 
+    def where_on_plate_m(self, plate_id: str, sku: str | None) -> float:
+        """Where along its shelf a product's units lie on a plate: the plate's middle, or, on a plate two
+        or more products share (facings meet there), the middle of this product's part of it. The plate is
+        shared out evenly, each product on the side of the rest of its facing."""
+        lo, hi = self.plate_geometry[plate_id].x_range_m
+        facings = self.facings_on_plate.get(plate_id, [])
+        if sku is None or len(facings) < 2 or all(f.sku != sku for f in facings):
+            return (lo + hi) / 2
+        order = sorted(facings, key=lambda f: (self._facing_middle_m(f), f.sku))
+        k = next(i for i, f in enumerate(order) if f.sku == sku)
+        width = (hi - lo) / len(order)
+        return lo + width * (k + 0.5)
+
+    def _facing_middle_m(self, facing: FacingPlacement) -> float:
+        spans = [self.plate_geometry[pid].x_range_m for pid in facing.plates]
+        return sum((a + b) / 2 for a, b in spans) / len(spans)
+
     @cached_property
     def facings_by_sku(self) -> dict[str, list[FacingPlacement]]:
         out: dict[str, list[FacingPlacement]] = {}

@@ -177,8 +177,7 @@ def curtain_reports(plan: Plan, shelf: Shelf, duration_s: float) -> list[Curtain
     for c in plan.contacts:
         if c.shelf_id != shelf.id:
             continue
-        g = plan.store.plate_geometry[c.plate_ids[0]]
-        x = (g.x_range_m[0] + g.x_range_m[1]) / 2 + float(rng.normal(0, cn.position_std_m))
+        x = plan.store.where_on_plate_m(c.plate_ids[0], c.sku) + float(rng.normal(0, cn.position_std_m))
         if rng.random() < cn.miss_prob:
             continue
         out.append(CurtainReport(c.hand_in, "enter", snap(x)))

@@ -75,6 +75,8 @@ class ShelfContact:
     hand_out: float
     steps: list[Step] = field(default_factory=list)
     pulses: list[Pulse] = field(default_factory=list)
+    sku: str | None = None
+    """What the hand takes or puts (the hand goes to that product's part of a plate products share)."""
 
 
 @dataclass
@@ -184,9 +186,13 @@ class _Planner:
     def stand_point(self, plate_ids: list[str]) -> tuple[float, float]:
         return stand_point(self.store, self.grid, plate_ids)
 
-    def hand_point(self, plate_id: str) -> tuple[float, float, float]:
+    def hand_point(self, plate_id: str, sku: str | None) -> tuple[float, float, float]:
+        """Where a hand taking or putting `sku` on this plate is: at the plate's front, at that product's
+        part of the plate."""
         g = self.store.plate_geometry[plate_id]
-        x, y = np.add(g.front_left, g.front_right) / 2
+        lo, hi = g.x_range_m
+        f = (self.store.where_on_plate_m(plate_id, sku) - lo) / (hi - lo)
+        x, y = np.add(g.front_left, np.multiply(f, np.subtract(g.front_right, g.front_left)))
         return (float(x), float(y), g.center[2] + 0.05)
 
     def spread_out(self, where: tuple[float, float], rng: np.random.Generator) -> tuple[float, float]:
@@ -376,7 +382,13 @@ class _Planner:
                 timing[(si, ai)] = t = self.contact_timing(s, ai, a)
                 stops.append(
                     _Stop(
-                        a.at_s, self.stand_point(plates), ai, t[1] - a.at_s, self.hand_point(plates[0]), path, plates[0]
+                        a.at_s,
+                        self.stand_point(plates),
+                        ai,
+                        t[1] - a.at_s,
+                        self.hand_point(plates[0], a.sku),
+                        path,
+                        plates[0],
                     )
                 )
             own_stops[si] = stops
@@ -444,7 +456,7 @@ class _Planner:
             if len(own) != len(p.reaches):
                 continue  # cannot happen for a plan without problems; leave the reaches as planned
             p.reaches = [
-                (h0, h1, self.hand_point(c.plate_ids[0])) for (h0, h1, _), c in zip(p.reaches, own, strict=True)
+                (h0, h1, self.hand_point(c.plate_ids[0], c.sku)) for (h0, h1, _), c in zip(p.reaches, own, strict=True)
             ]
 
     def plan_visits(self, planned: list[PlannedShopper], entries: list[Gate]) -> list[PlannedVisit]:
@@ -558,7 +570,7 @@ class _Planner:
             plates = plates_of[(si, ai)]
             contact, out, grip, times = timing[(si, ai)]
             shelf_id = store.plate_geometry[plates[0]].shelf_id
-            c = ShelfContact(aid, sid, shelf_id, plates, a.at_s, out)
+            c = ShelfContact(aid, sid, shelf_id, plates, a.at_s, out, sku=a.sku)
             deltas: dict[str, float] = defaultdict(float)
             moved: list[Unit] = []
             if a.kind == "pick":
