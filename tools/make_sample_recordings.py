@@ -44,8 +44,8 @@ class SampleRecording:
     """Frames stored at this fraction of the calibrated size..."""
     jpeg_quality: int = 80
     """... and JPEG quality (when scaled)."""
-    body_spacing_m: float | None = None
-    """People at shelves keep their centres this far apart (None: the random scenarios' default)."""
+    body_spacing_m: float = ScenarioMix.body_spacing_m
+    """People at shelves keep their centres this far apart (the random scenarios' default unless given)."""
 
 
 SAMPLES = [
@@ -75,7 +75,7 @@ def make(sample: SampleRecording, out_dir: Path) -> Path:
     if sample.scenario:
         scenario = load_scenario(ROOT / sample.scenario)
     else:
-        mix = ScenarioMix() if sample.body_spacing_m is None else ScenarioMix(body_spacing_m=sample.body_spacing_m)
+        mix = ScenarioMix(body_spacing_m=sample.body_spacing_m)
         scenario = random_scenario(store, sample.shoppers, sample.minutes, sample.seed, mix=mix)
     out = out_dir / f"{sample.name}.mcap"
     with tempfile.TemporaryDirectory() as tmp:

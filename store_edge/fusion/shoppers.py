@@ -455,6 +455,10 @@ class ShopperRegistry:
             enc.looks[track_id] = LookAverage()
         enc.last_contact_ns = t_ns
 
+    def _knows_look(self, person: Person) -> bool:
+        """Whether this person's look was learnt from enough clean frames to judge tracks by."""
+        return person.look.count >= self.params.verdict_frames
+
     def _current_person(self, track_id: str) -> Person | None:
         """The person this track follows now, if it is still their track."""
         person = self.person_of_track.get(track_id)
@@ -470,7 +474,7 @@ class ShopperRegistry:
         tracks that are apart are then settled and leave the group."""
         p = self.params
         pairs = [(t, person) for t in enc.looks if (person := self._current_person(t)) is not None]
-        known = [person.look.count >= p.verdict_frames for _, person in pairs]
+        known = [self._knows_look(person) for _, person in pairs]
         ready = [enc.looks[t].count >= p.verdict_frames for t, _ in pairs]
         if len(pairs) >= 2 and any(known):
             fit = np.array(
@@ -509,7 +513,7 @@ class ShopperRegistry:
             if look.count < p.verdict_frames:
                 continue
             own = self._current_person(track_id)
-            own_fit = own.look.cosine(look) if own is not None and own.look.count >= p.verdict_frames else None
+            own_fit = own.look.cosine(look) if own is not None and self._knows_look(own) else None
             fits_other = own is not None and any(
                 q is not own and q.look.cosine(look) > (p.unknown_look_fits if own_fit is None else own_fit)
                 for q in people
@@ -528,13 +532,13 @@ class ShopperRegistry:
         p = self.params
         look, hist.unconfirmed = hist.unconfirmed, None
         assert look is not None
-        if person.look.count < p.verdict_frames:
+        if not self._knows_look(person):
             return
         own = person.look.cosine(look)
         best: tuple[float, Person] | None = None
         for visit in self.visits.values():
             for q in visit.people:
-                if q is person or q.exited_ns is not None or q.look.count < p.verdict_frames:
+                if q is person or q.exited_ns is not None or not self._knows_look(q):
                     continue
                 other = self.tracks.get(q.track_id) if q.track_id is not None else None
                 if other is not None and t_ns - other.last_ns < NS and other.unconfirmed is None:
@@ -573,7 +577,7 @@ class ShopperRegistry:
         times = np.array([t for t, _ in frames])
         emb = np.array([e for _, e in frames])
         fit_before, fit_after = (
-            emb @ q.look.unit() if q.look.count >= p.verdict_frames else np.full(len(frames), p.unknown_look_fits)
+            emb @ q.look.unit() if self._knows_look(q) else np.full(len(frames), p.unknown_look_fits)
             for q in (before, after)
         )
         # score of splitting before frame k: before's fit up to k, after's fit from k on
@@ -638,10 +642,7 @@ class ShopperRegistry:
                     if best is None or d < best[0]:
                         best = (d, person)
         if best is not None:
-            person = best[1]
-            person.lost_ns = person.lost_xy = None
-            self._bind(hist, person, hist.first_ns)
-            hist.unconfirmed = LookAverage()
+            self._continue_on(hist, best[1])
         elif at_entry:
             self.alerts.append((hist.first_ns, f"track {hist.track_id} entered without a scanned code (tailgating?)"))
 
@@ -679,10 +680,15 @@ class ShopperRegistry:
         if best is None:
             return
         hist = best[1]
+        self._continue_on(hist, person)
+        self.corrections.append((hist.first_ns, (hist.track_id,)))
+
+    def _continue_on(self, hist: TrackHistory, person: Person) -> None:
+        """This track follows this person from its start: they are found again, and the track's look, once
+        it has enough clean frames, confirms it (`_confirm_fragment`)."""
         person.lost_ns = person.lost_xy = None
         self._bind(hist, person, hist.first_ns)
         hist.unconfirmed = LookAverage()
-        self.corrections.append((hist.first_ns, (hist.track_id,)))
 
     def visit_of_track(self, track_id: str, t_ns: int | None = None) -> str | None:
         """Whose track this is now, or was at `t_ns`."""

@@ -190,10 +190,8 @@ class _Planner:
         """Where a hand taking or putting `sku` on this plate is: at the plate's front, at that product's
         part of the plate."""
         g = self.store.plate_geometry[plate_id]
-        lo, hi = g.x_range_m
-        f = (self.store.where_on_plate_m(plate_id, sku) - lo) / (hi - lo)
-        x, y = np.add(g.front_left, np.multiply(f, np.subtract(g.front_right, g.front_left)))
-        return (float(x), float(y), g.center[2] + 0.05)
+        x, y, z = self.store.shelf_position_to_store(g.shelf_id, self.store.where_on_plate_m(plate_id, sku))
+        return (x, y, z + 0.05)
 
     def spread_out(self, where: tuple[float, float], rng: np.random.Generator) -> tuple[float, float]:
         """People at one spot do not stand inside each other: up to 0.25 m from the nominal point."""
