@@ -8,9 +8,9 @@
    Train and test are split by scenario (different seeds, so different people, stores' looks and
    paths); the test scenarios are never seen in training.
 2. Trains a small ultralytics detector from its yaml config (no pretrained weights: nothing is
-   downloaded) at `--imgsz` on the CPU, with fixed seeds and ultralytics' deterministic mode, in up to three
-   stages: from scratch, then once or twice more from the previous stage's weights with a fresh learning-rate
-   schedule (warm restart).
+   downloaded) at `--imgsz` on the CPU or a GPU (`--device 0`), with fixed seeds and ultralytics'
+   deterministic mode, in up to three stages: from scratch, then once or twice more from the previous
+   stage's weights with a fresh learning-rate schedule (warm restart).
 3. Evaluates the trained weights on the held-out test frames (precision, recall, mAP50, mAP50-95),
    copies them to `--weights-out` and writes the model card `--card` with the numbers.
 
@@ -21,6 +21,7 @@ seeded and deterministic on one machine (thread scheduling can still differ acro
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import shutil
@@ -36,9 +37,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from store_edge.layout import StoreLayout, load_store
+from store_edge.layout import load_store
 from store_edge.sim.frames import render_frame
-from store_edge.sim.generate import random_scenario
+from store_edge.sim.generate import ScenarioMix, random_scenario
 from store_edge.sim.plan import Plan, build_plan, rng_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,15 +55,19 @@ class ScenarioSpec:
     seed: int
     shoppers: int
     minutes: float
+    body_spacing_m: float
 
 
 def scenario_specs(count: int, first_seed: int) -> list[ScenarioSpec]:
-    """`count` scenarios alternating between the stores, crowding drawn per scenario."""
+    """`count` scenarios alternating between the stores, crowding drawn per scenario. Every other pair
+    packs people at shelves shoulder to shoulder (no body spacing): the detector must split people who
+    touch, whichever way a store's shoppers stand."""
     rng = np.random.default_rng(first_seed)
     specs = []
     for k in range(count):
         store = "demo" if k % 2 == 0 else "hard"
-        specs.append(ScenarioSpec(store, first_seed + k, int(rng.integers(4, 23)), 3.0))
+        spacing = ScenarioMix.body_spacing_m if k % 4 < 2 else 0.0
+        specs.append(ScenarioSpec(store, first_seed + k, int(rng.integers(4, 23)), 3.0, spacing))
     return specs
 
 
@@ -73,43 +78,60 @@ def _frame_times(plan: Plan, frames: int, rng: np.random.Generator) -> list[floa
     return sorted(float(t) for t in rng.uniform(lo, hi, frames))
 
 
+@dataclass(frozen=True)
+class RenderJob:
+    spec: ScenarioSpec
+    root: Path
+    split: str
+    frames: int
+    empty_share: float
+
+
+def render_scenario(job: RenderJob) -> tuple[int, int]:
+    """Renders one scenario's frames and labels into `job.root`; returns (images, boxes).
+
+    Every scenario draws from its own seeded generators, so the frames do not depend on which process
+    renders them or in what order."""
+    spec, split = job.spec, job.split
+    images_dir, labels_dir = job.root / "images" / split, job.root / "labels" / split
+    store = load_store(STORES[spec.store])
+    mix = ScenarioMix(body_spacing_m=spec.body_spacing_m)
+    plan = build_plan(store, random_scenario(store, spec.shoppers, spec.minutes, spec.seed, mix=mix))
+    rng = rng_for(spec.seed, "dataset", split)
+    n_images = n_boxes = 0
+    for k, t in enumerate(_frame_times(plan, job.frames * 3, rng)):
+        if n_images >= job.frames:
+            break
+        camera = store.cameras[int(rng.integers(len(store.cameras)))]
+        img, boxes = render_frame(plan, camera, t, rng_for(spec.seed, "dataset-frame", split, k))
+        # most frames show somebody; a few empty ones teach the detector what the store alone is
+        if not boxes and rng.random() > job.empty_share:
+            continue
+        name = f"{spec.store}-s{spec.seed}-{k:05d}-{camera.id}"
+        cv2.imwrite(str(images_dir / f"{name}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        h, w = img.shape[:2]
+        lines = []
+        for b in boxes:
+            x1, y1, x2, y2 = b.box
+            lines.append(f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
+        (labels_dir / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        n_images += 1
+        n_boxes += len(boxes)
+    return n_images, n_boxes
+
+
 def render_split(
-    specs: list[ScenarioSpec], root: Path, split: str, frames_per_scenario: int, empty_share: float
+    specs: list[ScenarioSpec], root: Path, split: str, frames_per_scenario: int, empty_share: float, jobs: int
 ) -> tuple[int, int]:
-    """Writes `root/images/split/*.jpg` and `root/labels/split/*.txt`; returns (images, boxes)."""
-    images_dir, labels_dir = root / "images" / split, root / "labels" / split
-    for d in (images_dir, labels_dir):
+    """Writes `root/images/split/*.jpg` and `root/labels/split/*.txt` with `jobs` processes; returns
+    (images, boxes)."""
+    for d in (root / "images" / split, root / "labels" / split):
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
-    stores: dict[str, StoreLayout] = {name: load_store(path) for name, path in STORES.items()}
-    n_images = n_boxes = 0
-    for spec in tqdm(specs, desc=f"render {split}", unit="scenario"):
-        store = stores[spec.store]
-        plan = build_plan(store, random_scenario(store, spec.shoppers, spec.minutes, spec.seed))
-        rng = rng_for(spec.seed, "dataset", split)
-        written = 0
-        for k, t in enumerate(_frame_times(plan, frames_per_scenario * 3, rng)):
-            if written >= frames_per_scenario:
-                break
-            camera = store.cameras[int(rng.integers(len(store.cameras)))]
-            img, boxes = render_frame(plan, camera, t, rng_for(spec.seed, "dataset-frame", split, k))
-            # most frames show somebody; a few empty ones teach the detector what the store alone is
-            if not boxes and rng.random() > empty_share:
-                continue
-            name = f"{spec.store}-s{spec.seed}-{k:05d}-{camera.id}"
-            cv2.imwrite(str(images_dir / f"{name}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            h, w = img.shape[:2]
-            lines = []
-            for b in boxes:
-                x1, y1, x2, y2 = b.box
-                lines.append(
-                    f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
-                )
-            (labels_dir / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-            written += 1
-            n_images += 1
-            n_boxes += len(boxes)
-    return n_images, n_boxes
+    work = [RenderJob(spec, root, split, frames_per_scenario, empty_share) for spec in specs]
+    with multiprocessing.get_context("spawn").Pool(max(1, min(jobs, len(work)))) as pool:
+        counts = list(tqdm(pool.imap(render_scenario, work), total=len(work), desc=f"render {split}", unit="scenario"))
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
 
 def write_card(path: Path, args: argparse.Namespace, facts: dict[str, str]) -> None:
@@ -132,9 +154,11 @@ them or configure the store's own model (`--weights FILE --classes 0`).
   generator) of the demo store (14 cameras, 640x480) and the hard store (18 cameras), alternating.
 - Variety: each scenario seed gives its own floor colour, tiles, walls, shelf colours and light pools;
   each shopper their own build, skin, hair, clothes, hat or hood, backpack, basket; each frame its own
-  exposure, contrast, blur and sensor noise. Crowds of 4 to 22 shoppers in 3 minutes; people half
-  hidden behind gondolas (truth boxes kept while at least 15% of the body shows) or cut by the image
-  edge; about {int(args.empty_share * 100)}% of the empty frames are kept as negatives.
+  exposure, contrast, blur and sensor noise. Crowds of 4 to 22 shoppers in 3 minutes; in every other pair
+  of scenarios people at shelves stand shoulder to shoulder, in the rest they keep 0.5 m apart (the
+  simulator's default); people half hidden behind gondolas (truth boxes kept while at least 15% of
+  the body shows) or cut by the image edge; about {int(args.empty_share * 100)}% of the empty frames are
+  kept as negatives.
 - Train: {f["train_scenarios"]} scenarios (seeds {f["train_seeds"]}), {f["train_images"]} images,
   {f["train_boxes"]} person boxes.
 - Held-out test: {f["test_scenarios"]} scenarios (seeds {f["test_seeds"]}), never seen in
@@ -142,17 +166,16 @@ them or configure the store's own model (`--weights FILE --classes 0`).
 
 ## Training recipe
 - Model: `{args.model_config}` (nc=1): ultralytics' YOLOv8 layers at half the nano width, from
-  scratch, {f["params"]} parameters. (yolov8n itself trains 2.3x slower per step on this CPU.)
-- Stage 1: `epochs={args.epochs}` from scratch; stage 2: `epochs={args.more_epochs}` more, starting
-  from stage 1's weights with a fresh schedule (warm restart); stage 3: `epochs={args.final_epochs}` more,
-  from stage 2's weights with a fresh schedule again. All stages on the same training images.
+  scratch, {f["params"]} parameters: small enough for the vision worker on one CPU core (yolov8n is
+  2.3x slower per step).
+- {f["stages"]}. All stages on the same training images.
 - `imgsz={args.imgsz}`, `batch={args.batch}`, ultralytics' automatic optimiser (AdamW, lr 0.002, falling
-  linearly to 1% over each stage) and ultralytics' default augmentation (mosaic, off for the last 3
-  epochs of stages 1 and 2 and the last {args.final_close_mosaic} of stage 3; HSV, flips, scale),
-  `warmup_epochs=1`, `seed={args.seed}`,
-  `deterministic=True`, `device=cpu`, `workers=0`; no validation during training (the test split is
-  only used once, at the end).
-- Training took {f["train_minutes"]} on {f["machine"]} (nice'd, on a shared machine){f["train_note"]}.
+  linearly to 1% over each stage) and ultralytics' default augmentation (mosaic, off for the last
+  {f["closed_mosaic"]}; HSV, flips, scale), `warmup_epochs=1`, `seed={args.seed}`, `deterministic=True`,
+  `device={args.device}`, `workers={args.workers}` (each worker seeds its own augmentation: another count
+  gives other weights); no validation during training (the test split is only scored at the end, and
+  the last epoch's weights are kept whatever they score).
+- Training took {f["train_minutes"]} on {f["machine"]}{f["train_note"]}.
 
 Reproduce (renders the data set into `{args.work_dir}`, trains, evaluates, writes this card):
 
@@ -178,6 +201,36 @@ Reproduce (renders the data set into `{args.work_dir}`, trains, evaluates, write
     path.write_text(text)
 
 
+def _stages_text(args: argparse.Namespace, stage_epochs: dict[int, int]) -> str:
+    if args.hours:
+        first = f"`time={args.hours}` hours ({stage_epochs.get(1, '?')} epochs)"
+    else:
+        first = f"`epochs={args.epochs}`"
+    parts = [f"Stage 1: {first} from scratch"]
+    for stage, epochs in ((2, args.more_epochs), (3, args.final_epochs)):
+        if epochs:
+            parts.append(f"stage {stage}: `epochs={epochs}` more from the previous stage's weights, fresh schedule")
+    return "; ".join(parts)
+
+
+def _closed_mosaic_text(args: argparse.Namespace) -> str:
+    last = ["3 epochs of stage 1"]
+    if args.more_epochs:
+        last.append("3 of stage 2")
+    if args.final_epochs:
+        last.append(f"{args.final_close_mosaic} of stage 3")
+    return ", ".join(last)
+
+
+def _machine(device: str) -> str:
+    cpu = f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
+    if device == "cpu":
+        return f"{cpu} (nice'd, on a shared machine)"
+    import torch
+
+    return f"one {torch.cuda.get_device_name(int(device.split(',')[0]))} GPU with {cpu} loading data"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work-dir", default="build/detector", help="data set and training runs (not committed)")
@@ -185,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         "--model-config", default="models/yolov8-pico.yaml", help="ultralytics model yaml (trained from scratch)"
     )
     ap.add_argument("--imgsz", type=int, default=320)
-    ap.add_argument("--epochs", type=int, default=18, help="stage 1: epochs from scratch")
-    ap.add_argument("--more-epochs", type=int, default=10, help="stage 2: epochs from stage 1's weights (0: none)")
+    ap.add_argument("--epochs", type=int, default=57, help="stage 1: epochs from scratch")
+    ap.add_argument("--more-epochs", type=int, default=0, help="stage 2: epochs from stage 1's weights (0: none)")
     ap.add_argument(
         "--final-epochs", type=int, default=FINAL_EPOCHS, help="stage 3: epochs from stage 2's weights (0: none)"
     )
@@ -201,9 +254,29 @@ def main(argv: list[str] | None = None) -> int:
         default=2,
         help="with --init-weights: the first stage to run (4: none, only evaluate the weights)",
     )
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--train-scenarios", type=int, default=14)
-    ap.add_argument("--test-scenarios", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--device", help="ultralytics device: cpu, or a GPU index such as 0 (default: GPU 0 if any)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=14,
+        help="data-loading processes while training (each seeds its own augmentation, so this changes the result)",
+    )
+    ap.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep the decoded training images in memory (about 2 GB at 320 px)",
+    )
+    ap.add_argument(
+        "--hours",
+        type=float,
+        default=0.0,
+        help="stage 1: train for this long instead of --epochs (ultralytics fits its schedule to the time)",
+    )
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes rendering the data set")
+    ap.add_argument("--train-scenarios", type=int, default=80)
+    ap.add_argument("--test-scenarios", type=int, default=4)
     ap.add_argument("--frames-per-scenario", type=int, default=100)
     ap.add_argument("--empty-share", type=float, default=0.1, help="share of empty frames kept")
     ap.add_argument("--seed", type=int, default=0)
@@ -212,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-render", action="store_true", help="reuse the data set already in --work-dir")
     args = ap.parse_args(argv)
 
+    import torch
     from ultralytics.models import YOLO
+
+    if args.device is None:
+        args.device = "0" if torch.cuda.is_available() else "cpu"
 
     work = Path(args.work_dir).resolve()
     data_dir = work / "data"
@@ -222,8 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_render and counts_path.exists():
         n_train, b_train, n_test, b_test = (int(v) for v in counts_path.read_text().split())
     else:
-        n_train, b_train = render_split(train_specs, data_dir, "train", args.frames_per_scenario, args.empty_share)
-        n_test, b_test = render_split(test_specs, data_dir, "test", args.frames_per_scenario, args.empty_share)
+        fps, empty = args.frames_per_scenario, args.empty_share
+        n_train, b_train = render_split(train_specs, data_dir, "train", fps, empty, args.jobs)
+        n_test, b_test = render_split(test_specs, data_dir, "test", fps, empty, args.jobs)
         counts_path.write_text(f"{n_train} {b_train} {n_test} {b_test}\n")
     data_yaml = data_dir / "person.yaml"
     data_yaml.write_text(
@@ -231,15 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"data: train {n_train} images / {b_train} boxes, test {n_test} images / {b_test} boxes", flush=True)
 
-    def train(start: str, epochs: int, name: str, close_mosaic: int = 3) -> Path:
+    def train(start: str, epochs: int, name: str, close_mosaic: int = 3, hours: float = 0.0) -> tuple[Path, int]:
         model = YOLO(start)
         model.train(
             data=str(data_yaml),
             imgsz=args.imgsz,
             epochs=epochs,
+            time=hours or None,
             batch=args.batch,
-            device="cpu",
-            workers=0,
+            device=args.device,
+            workers=args.workers,
+            cache="ram" if args.cache else False,
             seed=args.seed,
             deterministic=True,
             pretrained=start.endswith(".pt"),  # stages 2 and 3 start from the previous stage's weights
@@ -254,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             exist_ok=True,
             verbose=False,
         )
-        return work / "runs" / name / "weights" / "last.pt"
+        epochs_done = model.trainer.epoch + 1  # type: ignore[attr-defined]  # with `time`, not `epochs`
+        return work / "runs" / name / "weights" / "last.pt", epochs_done
 
     params = sum(p.numel() for p in YOLO(args.model_config).model.parameters())  # type: ignore[union-attr]
     # stage 1 from scratch; stages 2 and 3 start again from the previous stage's weights with a fresh
@@ -268,11 +349,14 @@ def main(argv: list[str] | None = None) -> int:
     start_stage = args.start_stage if args.init_weights else 1
     last = Path(args.init_weights) if args.init_weights else Path(args.model_config)
     stage_minutes: dict[int, float] = {}
+    stage_epochs: dict[int, int] = {}
     for stage, config, epochs, name, close_mosaic in stages:
         if stage < start_stage or not epochs:
             continue
         t0 = time.monotonic()
-        last = train(config or str(last), epochs, name, close_mosaic)
+        last, stage_epochs[stage] = train(
+            config or str(last), epochs, name, close_mosaic, args.hours if stage == 1 else 0.0
+        )
         stage_minutes[stage] = (time.monotonic() - t0) / 60
     trained = YOLO(str(last))
     metrics = trained.val(
@@ -280,8 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         split="test",
         imgsz=args.imgsz,
         batch=args.batch,
-        device="cpu",
-        workers=0,
+        device=args.device,
+        workers=args.workers,
         plots=False,
         project=str(work / "runs"),
         name="test",
@@ -297,11 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     if out.resolve() != last.resolve():
         shutil.copyfile(last, out)
     defaults = ap.parse_args([])
-    cli = "".join(
-        f" --{k.replace('_', '-')} {v}"
+    changed = {
+        k.replace("_", "-"): v
         for k, v in vars(args).items()
-        if k not in ("skip_render", "init_weights", "start_stage") and v != getattr(defaults, k)
-    )
+        if k not in ("skip_render", "init_weights", "start_stage", "jobs", "device") and v != getattr(defaults, k)
+    }
+    cli = "".join(f" --{k}" if v is True else f" --no-{k}" if v is False else f" --{k} {v}" for k, v in changed.items())
     verdict = (
         f"The issue's target, held-out mAP50 >= 0.9, is met ({map50:.3f})."
         if map50 >= 0.9
@@ -323,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
             "test_boxes": str(b_test),
             "train_minutes": ", ".join(f"{m:.1f} min for stage {k}" for k, m in stage_minutes.items()) or "none",
             "train_note": f"; the stages before {start_stage} had run before" if start_stage > 1 else "",
-            "machine": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})",
+            "machine": _machine(args.device),
+            "stages": _stages_text(args, stage_epochs),
+            "closed_mosaic": _closed_mosaic_text(args),
             "cli_args": cli,
             "precision": f"{p:.3f}",
             "recall": f"{r:.3f}",

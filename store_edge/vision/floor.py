@@ -36,6 +36,11 @@ class BodyModel:
     """Floor to the top of the head of a typical adult (the renderer's median shopper)."""
     radius_m: float = 0.25
     """Half the shoulder width plus clothing, seen from any side."""
+    max_misfit: float = 0.15
+    """Largest gap between a detected box's uncut edges and the fitted body's, over the focal length (about
+    radians). A box no standing body fits this well is not one person standing: two people in one box, a
+    person bent over a shelf, a detection of something else. Its floor point would be off by more than the
+    store tracker's gates, and a wrong point starts a duplicate track, so it gets none."""
     border_px: float = 10.0
     """A box edge this close to the image border is taken to be cut by it (a detector's box of a person
     cut by the frame stops a few pixels short of the border)."""
@@ -96,4 +101,6 @@ class FloorProjector:
         x, y = (float(v) for v in fit.x)
         if not (math.isfinite(x) and math.isfinite(y)):
             return (float(guess[0]), float(guess[1]))
+        if float(np.max(np.abs(fit.fun))) > self.body.max_misfit:
+            return None
         return (x, y)

@@ -204,13 +204,17 @@ class StoreTracker:
             self.links.pop(key, None)
             unlinked.append(obs)
         # cameras linked to one track must agree on where that person is: when one shopper steps into
-        # the spot another just left, a camera may follow the newcomer under the old id. The camera
-        # nearest the track's expected position keeps the link; those far from it join anew.
+        # the spot another just left, a camera may follow the newcomer under the old id. The camera that
+        # most other cameras confirm keeps the link, and of those the one nearest the track's expected
+        # position (which an off camera has pulled towards itself); those far from it join anew.
         for tid, linked in list(assigned.items()):
             if len(linked) < 2:
                 continue
             ex, ey = self.tracks[tid].predicted(t_ns)
-            anchor = min(linked, key=lambda o: math.hypot(o.x - ex, o.y - ey))
+            anchor = max(
+                linked,
+                key=lambda o: (_confirmations(o, observations, p.same_person_m), -math.hypot(o.x - ex, o.y - ey)),
+            )
             kept = [o for o in linked if math.hypot(o.x - anchor.x, o.y - anchor.y) <= p.same_person_m]
             for obs in linked:
                 if all(obs is not k for k in kept):
@@ -352,6 +356,17 @@ class StoreTracker:
             self.links = {k: v for k, v in self.links.items() if v not in ended}
         # camera tracks long gone: forget them (their ids may come back, and join anew)
         self.link_seen_ns = {k: v for k, v in self.link_seen_ns.items() if t_ns - v <= limit}
+
+
+def _confirmations(obs: CameraObservation, observations: list[CameraObservation], within_m: float) -> int:
+    """How many other cameras see somebody within `within_m` of `obs` at this tick."""
+    return len(
+        {
+            o.camera_id
+            for o in observations
+            if o.camera_id != obs.camera_id and math.hypot(o.x - obs.x, o.y - obs.y) <= within_m
+        }
+    )
 
 
 def _crowded(observations: list[CameraObservation], within_m: float) -> set[int]:

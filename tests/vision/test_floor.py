@@ -55,3 +55,18 @@ def test_body_box_of_a_fitted_point_reproduces_the_box(demo_store: StoreLayout) 
         assert xy is not None
         assert abs(xy[0] - (centre[0] + dx)) < 0.01
         assert abs(xy[1] - (centre[1] + dy)) < 0.01
+
+
+def test_a_box_no_standing_body_fits_gets_no_floor_point(demo_store: StoreLayout) -> None:
+    """Two people side by side in one box (or a person bent over a shelf) is no standing body: placing it
+    anyway puts somebody up to a metre from anyone, and the store tracker starts a duplicate there."""
+    cam = demo_store.cameras[0]
+    projector = FloorProjector(CameraModel(cam))
+    centre = CameraModel(cam).position
+    for dx in (0.0, 0.5):
+        box = projector.body_box(float(centre[0] + dx), float(centre[1]))
+        assert box is not None
+        assert projector.floor_point(box) is not None
+        width = box[2] - box[0]
+        two_abreast = (box[0] - width / 2, box[1], box[2] + width / 2, box[3])
+        assert projector.floor_point(two_abreast) is None

@@ -134,3 +134,28 @@ def test_a_party_walking_side_by_side_stays_two_people() -> None:
     assert s.track_ids == 2
     assert s.id_switches == 0
     assert not tracker.merged
+
+
+def test_the_camera_other_cameras_confirm_keeps_the_track() -> None:
+    """A shopper stands still, seen by three cameras, then walks off briskly. One camera reports her a tick
+    late (its tracker lagging), so it is the one nearest where a standing person is expected. Her track
+    follows the two cameras that agree on where she is, not the late one: the two are not split off into a
+    second track of her. (What the late camera alone reports is somebody of its own, as any single
+    camera's sighting is, until it catches up.)"""
+    tracker = StoreTracker()
+
+    def at(k: int) -> float:
+        return 2.0 + 0.7 * max(k - 5, 0)  # standing for 3 s, then 1.4 m/s
+
+    for k in range(12):
+        obs = [
+            CameraObservation("cam-a", 1, at(k - 1), 2.0, 0.9),
+            CameraObservation("cam-b", 1, at(k) + 0.05, 2.0, 0.9),
+            CameraObservation("cam-c", 1, at(k) - 0.05, 2.05, 0.9),
+        ]
+        out = {f.track_id: f for f in tracker.step(round(k * 0.5 * NS), obs)}
+        if k == 0:
+            continue  # confirmed from her second sighting
+        her = out["v1"]
+        assert {"cam-b", "cam-c"} <= set(her.cameras), f"tick {k}: {out}"
+        assert abs(her.x - at(k)) < 0.3, f"tick {k}: {out}"
