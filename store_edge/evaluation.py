@@ -158,13 +158,16 @@ def evaluate(
     line_units = sum(abs(ln.quantity) for c in carts.values() for ln in c.lines)
     review_units = sum(abs(ln.quantity) for c in carts.values() for ln in c.lines if ln.status == "under_review")
 
-    # after review: each ticket's lines are replaced by what really happened at that shelf then
+    # after review: each ticket's event is replaced by what really happened at that shelf then, its
+    # confirmed lines too (an event may charge the hand that is clear and hold the other for staff)
+    tickets = out.open_tickets()
+    reviewed = {t.event.event_id for t in tickets}
     resolved: Receipts = {v: Counter() for v in carts}
     for c in carts.values():
         for ln in c.lines:
-            if ln.status == "confirmed":
+            if ln.status == "confirmed" and ln.event_id not in reviewed:
                 resolved[c.visit_id][ln.sku] += ln.quantity
-    for ticket in out.open_tickets():
+    for ticket in tickets:
         for a in _matching_actions(ticket, actions):
             sign = 1 if a.kind == "pick" else -1
             if a.sku is not None:

@@ -864,31 +864,40 @@ class FusionEngine:
         split = self._apply_pick_split_by_hand(decision, out)
         if split != "shared":
             return split == "split"
-        # with several hands seen, whoever stood within reach took part, however the hand evidence split
-        takers = [
+        # with several hands seen, the likeliest of those who stood within reach took part
+        within = [
             c
             for c in shoppers
             if c.distance_m is not None and c.distance_m <= REACH_M and self._cart_for(c.visit_id) is not None
-        ][: min(hands, best.units)]
+        ]
+        takers = within[: min(hands, best.units)]
         if len(takers) < 2:
             return False
         sku, qty = best.items[0]
         nobody = next((c.probability for c in shoppers if c.visit_id is None), 0.0)
-        conf = best.probability * (1.0 - nobody)
+        # with no more people within reach than takers, each of them took part; with more, each one's
+        # chance of being among the k takers is k times their share of the odds among those within reach
+        # (at most 1): with a third person there, the second taker is unsure
+        mass = sum(c.probability for c in within) if len(within) > len(takers) else 0.0
         shares = [qty // len(takers) + (1 if i < qty % len(takers) else 0) for i in range(len(takers))]
-        changes = []
+        changes: list[tuple[float, Cart, int, str]] = []
         for c, q in zip(takers, shares, strict=True):
             cart = self._cart_for(c.visit_id)
             assert cart is not None
-            changes.append((cart, sku, q))
-        self._add_lines(
-            decision,
-            changes,
-            conf,
-            f"{hands} hands at once: units shared",
-            out,
-            f"{hands} shoppers took {qty} at once",
-        )
+            among = min(1.0, len(takers) * c.probability / mass) if mass > 0 else 1.0
+            changes.append((best.probability * (1.0 - nobody) * among, cart, q, f"{q} to {c.visit_id} {among:.0%}"))
+        # a taker who is clear is charged; the unclear ones go to staff together, on one ticket
+        for held in (False, True):
+            part = [c for c in changes if (c[0] < self.params.review_below) == held]
+            if part:
+                self._add_lines(
+                    decision,
+                    [(cart, sku, n) for _, cart, n, _ in part],
+                    min(c[0] for c in part),
+                    f"{hands} hands at once, units shared: " + ", ".join(c[3] for c in part),
+                    out,
+                    f"{hands} shoppers took {qty} at once",
+                )
         return True
 
     def _apply_pick_split_by_hand(

@@ -135,6 +135,42 @@ def test_two_hands_at_one_plate_do_not_make_the_neighbouring_product(run_scenari
     assert {v: c.receipt for v, c in ev.carts.items()} == {"visit-a": {HAZELNUT: 1}, "visit-b": {HAZELNUT: 1}}
 
 
+@pytest.mark.parametrize("seed", [1, 4, 6])
+def test_two_takers_among_three_within_reach_charge_only_the_clear_one(run_scenario: RunScenario, seed: int) -> None:
+    # a and b each take a hazelnut bar from one plate at once while c, beside them, touches the next
+    # plate: three hands, two units. On these seeds the odds put c second, so "the two likeliest took
+    # them" would charge c; the one clear taker is charged and the other unit goes to staff.
+    ev = run_scenario(
+        [
+            Shopper(
+                id="a",
+                account="acct-a",
+                enter_s=2,
+                actions=[Action(at_s=20, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])],
+            ),
+            Shopper(
+                id="b",
+                account="acct-b",
+                enter_s=5,
+                actions=[Action(at_s=20.3, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])],
+            ),
+            Shopper(
+                id="c",
+                account="acct-c",
+                enter_s=8,
+                actions=[Action(at_s=20.1, kind="touch", sku=HAZELNUT, plates=["G3-S2-P05"])],
+            ),
+        ],
+        seed=seed,
+        curtain={"miss_prob": 0.0},
+    )
+    assert ev.carts["visit-c"].receipt == {}  # nothing charged to c
+    held = [ln for c in ev.carts.values() for ln in c.lines if ln.status == "under_review"]
+    assert sum(ln.quantity for ln in held) == 1
+    assert ev.items.true_positive == ev.items.predicted == 1
+    assert ev.after_review.f1 == pytest.approx(1.0)
+
+
 def test_touch_without_taking_and_a_long_hold(run_scenario: RunScenario) -> None:
     ev = run_scenario(
         [
