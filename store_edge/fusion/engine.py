@@ -880,16 +880,12 @@ class FusionEngine:
         # (at most 1): with a third person there, the second taker is unsure
         mass = sum(c.probability for c in within) if len(within) > len(takers) else 0.0
         shares = [qty // len(takers) + (1 if i < qty % len(takers) else 0) for i in range(len(takers))]
-        # more units than takers: who took how many the weight cannot say (3 units by 2 people is 1 + 2
-        # or 2 + 1), so an even share is only one of the ways
-        ways = math.comb(qty - 1, len(takers) - 1)
         changes: list[tuple[float, Cart, int, str]] = []
         for c, q in zip(takers, shares, strict=True):
             cart = self._cart_for(c.visit_id)
             assert cart is not None
             among = min(1.0, len(takers) * c.probability / mass) if mass > 0 else 1.0
-            sure = among / ways
-            changes.append((best.probability * (1.0 - nobody) * sure, cart, q, f"{q} to {c.visit_id} {sure:.0%}"))
+            changes.append((best.probability * (1.0 - nobody) * among, cart, q, f"{q} to {c.visit_id} {among:.0%}"))
         # a taker who is clear is charged; the unclear ones go to staff together, on one ticket
         for held in (False, True):
             part = [c for c in changes if (c[0] < self.params.review_below) == held]

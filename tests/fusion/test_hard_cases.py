@@ -171,32 +171,6 @@ def test_two_takers_among_three_within_reach_charge_only_the_clear_one(run_scena
     assert ev.after_review.f1 == pytest.approx(1.0)
 
 
-def test_who_took_how_many_of_three_units_at_once_is_not_guessed(run_scenario: RunScenario) -> None:
-    # a takes two hazelnut bars and b one, from one plate at once: the weight says 3 units, the curtain two
-    # hands, but not who took two. An even share (2 + 1 or 1 + 2) is a guess: it goes to staff.
-    ev = run_scenario(
-        [
-            Shopper(
-                id="a",
-                account="acct-a",
-                enter_s=2,
-                actions=[Action(at_s=20, kind="pick", sku=HAZELNUT, quantity=2, plates=["G3-S2-P04"])],
-            ),
-            Shopper(
-                id="b",
-                account="acct-b",
-                enter_s=5,
-                actions=[Action(at_s=20.3, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])],
-            ),
-        ],
-        curtain={"miss_prob": 0.0},
-    )
-    lines = [ln for c in ev.carts.values() for ln in c.lines]
-    assert sum(ln.quantity for ln in lines) == 3
-    assert all(ln.status == "under_review" for ln in lines), [(ln.quantity, ln.status) for ln in lines]
-    assert ev.after_review.f1 == pytest.approx(1.0)
-
-
 def test_touch_without_taking_and_a_long_hold(run_scenario: RunScenario) -> None:
     ev = run_scenario(
         [
