@@ -886,18 +886,7 @@ class FusionEngine:
             assert cart is not None
             among = min(1.0, len(takers) * c.probability / mass) if mass > 0 else 1.0
             changes.append((best.probability * (1.0 - nobody) * among, cart, q, f"{q} to {c.visit_id} {among:.0%}"))
-        # a taker who is clear is charged; the unclear ones go to staff together, on one ticket
-        for held in (False, True):
-            part = [c for c in changes if (c[0] < self.params.review_below) == held]
-            if part:
-                self._add_lines(
-                    decision,
-                    [(cart, sku, n) for _, cart, n, _ in part],
-                    min(c[0] for c in part),
-                    f"{hands} hands at once, units shared: " + ", ".join(c[3] for c in part),
-                    out,
-                    f"{hands} shoppers took {qty} at once",
-                )
+        self._add_lines_of_takers(decision, sku, changes, hands, "units shared", out)
         return True
 
     def _apply_pick_split_by_hand(
@@ -950,8 +939,21 @@ class FusionEngine:
             if cart is None:
                 return "shared"
             changes.append((best.probability * p, cart, units[k], f"{units[k]} to {cand.visit_id} {p:.0%}"))
-        hands = len(reaches)
-        # a hand whose taker is clear is charged; the unclear ones go to staff together, on one ticket
+        self._add_lines_of_takers(decision, sku, changes, len(reaches), "units by where each went", out)
+        return "split"
+
+    def _add_lines_of_takers(
+        self,
+        decision: Decision,
+        sku: str,
+        changes: list[tuple[float, Cart, int, str]],
+        hands: int,
+        how: str,
+        out: EngineOutput,
+    ) -> None:
+        """Units of one product taken by several hands at once, as (confidence, cart, units, why) per taker:
+        a taker who is clear is charged; the unclear ones go to staff together, on one ticket."""
+        qty = sum(n for _, _, n, _ in changes)
         for held in (False, True):
             part = [c for c in changes if (c[0] < self.params.review_below) == held]
             if part:
@@ -959,11 +961,10 @@ class FusionEngine:
                     decision,
                     [(cart, sku, n) for _, cart, n, _ in part],
                     min(c[0] for c in part),
-                    f"{hands} hands at once, units by where each went: " + ", ".join(c[3] for c in part),
+                    f"{hands} hands at once, {how}: " + ", ".join(c[3] for c in part),
                     out,
                     f"{hands} shoppers took {qty} at once",
                 )
-        return "split"
 
     def _apply_two_hand_pick(self, decision: Decision, out: EngineOutput) -> bool:
         """Two products taken with two hands at once (often two shoppers side by side): each product
