@@ -22,10 +22,13 @@ WATER = "2012095557794"
 MALT = "2509556969802"
 
 
+def _shopper(name: str, enter_s: float, *actions: Action) -> Shopper:
+    """A shopper with an account of their own."""
+    return Shopper(id=name, account=f"acct-{name}", enter_s=enter_s, actions=list(actions))
+
+
 def test_multi_item_pick_is_split_into_units(run_scenario: RunScenario) -> None:
-    ev = run_scenario(
-        [Shopper(id="a", account="acct-a", enter_s=2, actions=[Action(at_s=15, kind="pick", sku=COCOA, quantity=3)])]
-    )
+    ev = run_scenario([_shopper("a", 2, Action(at_s=15, kind="pick", sku=COCOA, quantity=3))])
     assert ev.carts["visit-a"].receipt == {COCOA: 3}
     assert ev.items.f1 == 1.0
 
@@ -33,14 +36,11 @@ def test_multi_item_pick_is_split_into_units(run_scenario: RunScenario) -> None:
 def test_near_same_weight_neighbours_are_told_apart_by_plate(run_scenario: RunScenario) -> None:
     ev = run_scenario(
         [
-            Shopper(
-                id="a",
-                account="acct-a",
-                enter_s=2,
-                actions=[
-                    Action(at_s=15, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"]),
-                    Action(at_s=25, kind="pick", sku=CRISPY_WAFER, plates=["G3-S2-P03"]),
-                ],
+            _shopper(
+                "a",
+                2,
+                Action(at_s=15, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"]),
+                Action(at_s=25, kind="pick", sku=CRISPY_WAFER, plates=["G3-S2-P03"]),
             )
         ]
     )
@@ -50,14 +50,11 @@ def test_near_same_weight_neighbours_are_told_apart_by_plate(run_scenario: RunSc
 def test_wrong_place_return_refunds_the_right_item_and_moves_it_in_the_inventory(run_scenario: RunScenario) -> None:
     ev = run_scenario(
         [
-            Shopper(
-                id="a",
-                account="acct-a",
-                enter_s=2,
-                actions=[
-                    Action(at_s=15, kind="pick", sku=COCOA, quantity=2),
-                    Action(at_s=30, kind="put_back", sku=COCOA, plates=["G3-S2-P04"]),  # among the 45.9 g hazelnut bars
-                ],
+            _shopper(
+                "a",
+                2,
+                Action(at_s=15, kind="pick", sku=COCOA, quantity=2),
+                Action(at_s=30, kind="put_back", sku=COCOA, plates=["G3-S2-P04"]),  # among the 45.9 g hazelnut bars
             )
         ]
     )
@@ -69,14 +66,11 @@ def test_wrong_place_return_refunds_the_right_item_and_moves_it_in_the_inventory
 def test_same_weight_swap_returns_what_the_shopper_carried(run_scenario: RunScenario) -> None:
     ev = run_scenario(
         [
-            Shopper(
-                id="a",
-                account="acct-a",
-                enter_s=2,
-                actions=[
-                    Action(at_s=15, kind="pick", sku=LEMON_LIME),
-                    Action(at_s=30, kind="put_back", sku=LEMON_LIME, plates=["G1-S1-P11"]),  # among the 381.3 g colas
-                ],
+            _shopper(
+                "a",
+                2,
+                Action(at_s=15, kind="pick", sku=LEMON_LIME),
+                Action(at_s=30, kind="put_back", sku=LEMON_LIME, plates=["G1-S1-P11"]),  # among the 381.3 g colas
             )
         ]
     )
@@ -88,18 +82,8 @@ def test_same_weight_swap_returns_what_the_shopper_carried(run_scenario: RunScen
 def test_two_shoppers_at_one_plate_at_once_each_get_one(run_scenario: RunScenario) -> None:
     ev = run_scenario(
         [
-            Shopper(
-                id="a",
-                account="acct-a",
-                enter_s=2,
-                actions=[Action(at_s=20, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])],
-            ),
-            Shopper(
-                id="b",
-                account="acct-b",
-                enter_s=5,
-                actions=[Action(at_s=20.3, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])],
-            ),
+            _shopper("a", 2, Action(at_s=20, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])),
+            _shopper("b", 5, Action(at_s=20.3, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])),
         ],
         curtain={"miss_prob": 0.0},
     )
@@ -113,18 +97,8 @@ def test_two_hands_at_one_plate_do_not_make_the_neighbouring_product(run_scenari
     # changed: 2 x hazelnut, not hazelnut + wafer, so both are charged instead of held for staff.
     ev = run_scenario(
         [
-            Shopper(
-                id="a",
-                account="acct-a",
-                enter_s=2,
-                actions=[Action(at_s=14, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])],
-            ),
-            Shopper(
-                id="b",
-                account="acct-b",
-                enter_s=4,
-                actions=[Action(at_s=14.3, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])],
-            ),
+            _shopper("a", 2, Action(at_s=14, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])),
+            _shopper("b", 4, Action(at_s=14.3, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])),
         ],
         seed=11,
         curtain={"miss_prob": 0.0},
@@ -142,24 +116,9 @@ def test_two_takers_among_three_within_reach_charge_only_the_clear_one(run_scena
     # them" would charge c; the one clear taker is charged and the other unit goes to staff.
     ev = run_scenario(
         [
-            Shopper(
-                id="a",
-                account="acct-a",
-                enter_s=2,
-                actions=[Action(at_s=20, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])],
-            ),
-            Shopper(
-                id="b",
-                account="acct-b",
-                enter_s=5,
-                actions=[Action(at_s=20.3, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])],
-            ),
-            Shopper(
-                id="c",
-                account="acct-c",
-                enter_s=8,
-                actions=[Action(at_s=20.1, kind="touch", sku=HAZELNUT, plates=["G3-S2-P05"])],
-            ),
+            _shopper("a", 2, Action(at_s=20, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])),
+            _shopper("b", 5, Action(at_s=20.3, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])),
+            _shopper("c", 8, Action(at_s=20.1, kind="touch", sku=HAZELNUT, plates=["G3-S2-P05"])),
         ],
         seed=seed,
         curtain={"miss_prob": 0.0},
@@ -174,14 +133,11 @@ def test_two_takers_among_three_within_reach_charge_only_the_clear_one(run_scena
 def test_touch_without_taking_and_a_long_hold(run_scenario: RunScenario) -> None:
     ev = run_scenario(
         [
-            Shopper(
-                id="a",
-                account="acct-a",
-                enter_s=2,
-                actions=[
-                    Action(at_s=15, kind="touch", plates=["G1-S3-P02"], hold_s=3),
-                    Action(at_s=30, kind="pick", sku=WATER, hold_s=6),
-                ],
+            _shopper(
+                "a",
+                2,
+                Action(at_s=15, kind="touch", plates=["G1-S3-P02"], hold_s=3),
+                Action(at_s=30, kind="pick", sku=WATER, hold_s=6),
             )
         ]
     )
@@ -192,7 +148,7 @@ def test_touch_without_taking_and_a_long_hold(run_scenario: RunScenario) -> None
 def test_a_party_on_one_code_shares_one_cart(run_scenario: RunScenario) -> None:
     ev = run_scenario(
         [
-            Shopper(id="d", account="acct-d", enter_s=2, actions=[Action(at_s=20, kind="pick", sku=WATER)]),
+            _shopper("d", 2, Action(at_s=20, kind="pick", sku=WATER)),
             Shopper(
                 id="e",
                 party_of="d",
@@ -211,16 +167,13 @@ def test_a_party_on_one_code_shares_one_cart(run_scenario: RunScenario) -> None:
 def test_a_return_nobody_nearby_carried_refunds_nobody(run_scenario: RunScenario) -> None:
     ev = run_scenario(
         [
-            Shopper(
-                id="a",
-                account="acct-a",
-                enter_s=2,
-                actions=[
-                    Action(at_s=15, kind="pick", sku=COLA),
-                    Action(at_s=35, kind="put_back", sku=COLA, plates=["G1-S1-P12"]),
-                ],
+            _shopper(
+                "a",
+                2,
+                Action(at_s=15, kind="pick", sku=COLA),
+                Action(at_s=35, kind="put_back", sku=COLA, plates=["G1-S1-P12"]),
             ),
-            Shopper(id="b", account="acct-b", enter_s=5, actions=[Action(at_s=30, kind="pick", sku=LEMON_LIME)]),
+            _shopper("b", 5, Action(at_s=30, kind="pick", sku=LEMON_LIME)),
         ]
     )
     assert ev.carts["visit-a"].receipt == {}
@@ -230,23 +183,17 @@ def test_a_return_nobody_nearby_carried_refunds_nobody(run_scenario: RunScenario
 def _crossing_shoppers() -> list[Shopper]:
     """a and b meet at the chocolate shelf, then each takes something elsewhere."""
     return [
-        Shopper(
-            id="a",
-            account="acct-a",
-            enter_s=2,
-            actions=[
-                Action(at_s=20, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"]),
-                Action(at_s=40, kind="pick", sku=WATER),
-            ],
+        _shopper(
+            "a",
+            2,
+            Action(at_s=20, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"]),
+            Action(at_s=40, kind="pick", sku=WATER),
         ),
-        Shopper(
-            id="b",
-            account="acct-b",
-            enter_s=5,
-            actions=[
-                Action(at_s=21, kind="pick", sku=CRISPY_WAFER, plates=["G3-S2-P03"]),
-                Action(at_s=45, kind="pick", sku=COLA),
-            ],
+        _shopper(
+            "b",
+            5,
+            Action(at_s=21, kind="pick", sku=CRISPY_WAFER, plates=["G3-S2-P03"]),
+            Action(at_s=45, kind="pick", sku=COLA),
         ),
     ]
 
@@ -283,18 +230,8 @@ def test_a_bystander_reaching_elsewhere_is_not_charged(run_scenario: RunScenario
     # seen: at seed 4 only b's (reaching elsewhere), at seed 5 both, and the curtain missed a's hand.
     ev = run_scenario(
         [
-            Shopper(
-                id="a",
-                account="acct-a",
-                enter_s=2,
-                actions=[Action(at_s=20, kind="pick", sku=COLA, plates=["G1-S1-P11"])],
-            ),
-            Shopper(
-                id="b",
-                account="acct-b",
-                enter_s=4,
-                actions=[Action(at_s=20.2, kind="touch", plates=["G1-S1-P08", "G1-S1-P09", "G1-S1-P10"], hold_s=1)],
-            ),
+            _shopper("a", 2, Action(at_s=20, kind="pick", sku=COLA, plates=["G1-S1-P11"])),
+            _shopper("b", 4, Action(at_s=20.2, kind="touch", plates=["G1-S1-P08", "G1-S1-P09", "G1-S1-P10"], hold_s=1)),
         ],
         duration_s=50,
         seed=seed,
@@ -311,13 +248,8 @@ def test_units_of_a_wide_facing_go_to_the_hand_the_curtain_saw(run_scenario: Run
     # hand (camera and curtain) stays where it went in. Both events are erin's (her party's cart).
     ev = run_scenario(
         [
-            Shopper(
-                id="alice",
-                account="acct-alice",
-                enter_s=3,
-                actions=[Action(at_s=20, kind="pick", sku=COCOA, quantity=3)],
-            ),
-            Shopper(id="dave", account="acct-dave", enter_s=8, actions=[Action(at_s=20, kind="pick", sku=WATER)]),
+            _shopper("alice", 3, Action(at_s=20, kind="pick", sku=COCOA, quantity=3)),
+            _shopper("dave", 8, Action(at_s=20, kind="pick", sku=WATER)),
             Shopper(
                 id="erin", party_of="dave", enter_s=9, actions=[Action(at_s=22, kind="pick", sku=MALT, quantity=2)]
             ),
@@ -347,19 +279,9 @@ def test_two_shoppers_taking_one_product_side_by_side_get_the_units_of_their_own
     # each hand's plates say who took how many.
     ev = run_scenario(
         [
-            Shopper(
-                id="a",
-                account="acct-a",
-                enter_s=2,
-                actions=[Action(at_s=20, kind="pick", sku=CHEESE_PUFFS, plates=["G2-S1-P09"])],
-            ),
-            Shopper(
-                id="b",
-                account="acct-b",
-                enter_s=5,
-                actions=[
-                    Action(at_s=20.2, kind="pick", sku=CHEESE_PUFFS, quantity=2, plates=["G2-S1-P06", "G2-S1-P07"])
-                ],
+            _shopper("a", 2, Action(at_s=20, kind="pick", sku=CHEESE_PUFFS, plates=["G2-S1-P09"])),
+            _shopper(
+                "b", 5, Action(at_s=20.2, kind="pick", sku=CHEESE_PUFFS, quantity=2, plates=["G2-S1-P06", "G2-S1-P07"])
             ),
         ],
         curtain={"miss_prob": 0.0},
@@ -378,21 +300,13 @@ def test_the_one_who_walks_off_took_it_the_one_still_choosing_did_not(run_scenar
     # the colas; b stays, still choosing, and takes one 14 s later. While the plates settle the first
     # bar is a coin toss between them; who walked off with it settles it.
     shoppers = [
-        Shopper(
-            id="a",
-            account="acct-a",
-            enter_s=2,
-            actions=[
-                Action(at_s=20, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"]),
-                Action(at_s=34, kind="pick", sku=COLA, plates=["G1-S1-P11"]),
-            ],
+        _shopper(
+            "a",
+            2,
+            Action(at_s=20, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"]),
+            Action(at_s=34, kind="pick", sku=COLA, plates=["G1-S1-P11"]),
         ),
-        Shopper(
-            id="b",
-            account="acct-b",
-            enter_s=4,
-            actions=[Action(at_s=34, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])],
-        ),
+        _shopper("b", 4, Action(at_s=34, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])),
     ]
     ev = run_scenario(shoppers, seed=seed, tracks={"hand_visible_prob": 0.0})
     assert {v: c.receipt for v, c in ev.carts.items()} == {
