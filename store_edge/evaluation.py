@@ -7,6 +7,7 @@ charged; `after_review` assumes staff resolve every ticket correctly.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -126,6 +127,25 @@ def _matching_actions(ticket: ReviewTicket, actions: list[TruthAction]) -> list[
     ]
 
 
+def _units_under_review(tickets: list[ReviewTicket], actions: list[TruthAction]) -> list[tuple[TruthAction, int]]:
+    """How many units of each real action staff see in the tickets: an action whose plates the engine
+    split into several events counts only for the share of its weight on the plates of held events (the
+    other events' confirmed lines already count it)."""
+    plates: dict[str, set[str]] = {}
+    by_id: dict[str, TruthAction] = {}
+    for ticket in tickets:
+        for a in _matching_actions(ticket, actions):
+            plates.setdefault(a.action_id, set()).update(ticket.event.plate_deltas_g)
+            by_id[a.action_id] = a
+    units: list[tuple[TruthAction, int]] = []
+    for action_id, seen in plates.items():
+        a = by_id[action_id]
+        total = sum(abs(d) for d in a.plate_deltas_g.values())
+        share = sum(abs(d) for p, d in a.plate_deltas_g.items() if p in seen) / total if total else 1.0
+        units.append((a, math.floor(a.quantity * share + 0.5)))
+    return units
+
+
 def evaluate(
     path: str | Path,
     store: StoreLayout | None = None,
@@ -167,11 +187,10 @@ def evaluate(
         for ln in c.lines:
             if ln.status == "confirmed" and ln.event_id not in reviewed:
                 resolved[c.visit_id][ln.sku] += ln.quantity
-    for ticket in tickets:
-        for a in _matching_actions(ticket, actions):
-            sign = 1 if a.kind == "pick" else -1
-            if a.sku is not None:
-                resolved.setdefault(a.visit_id, Counter())[a.sku] += sign * a.quantity
+    for a, units in _units_under_review(tickets, actions):
+        sign = 1 if a.kind == "pick" else -1
+        if a.sku is not None:
+            resolved.setdefault(a.visit_id, Counter())[a.sku] += sign * units
     after = score_items({v: +c for v, c in resolved.items()}, truth)
 
     ev = Evaluation(

@@ -9,7 +9,10 @@ from collections import Counter
 
 import pytest
 
-from store_edge.evaluation import score_items
+from store_edge.evaluation import _units_under_review, score_items
+from store_edge.fusion.engine import ReviewTicket
+from store_edge.fusion.weight_events import PlateChange, WeightEvent
+from store_edge.protocol.truth import TruthAction
 from tests.conftest import ROOT
 
 
@@ -22,6 +25,34 @@ def test_a_unit_counts_only_with_the_right_product_and_visit() -> None:
     assert s.recall == pytest.approx(0.5)
     assert s.f1 == pytest.approx(0.5)
     assert score_items(truth, truth).f1 == 1.0
+
+
+def _held(event_id: str, plate_id: str, delta_g: float) -> ReviewTicket:
+    change = PlateChange(plate_id, 0, 10**9, 2 * 10**9, delta_g, 1000.0, 1000.0 + delta_g)
+    event = WeightEvent(event_id, "S1", 10**9, 2 * 10**9, (change,))
+    return ReviewTicket(f"T-{event_id}", event, "shopper unsure", [], [], [])
+
+
+def test_staff_see_only_the_units_of_an_action_on_the_plates_of_held_events() -> None:
+    """Two units taken in one reach, one from each of two plates, become two events. When only one is
+    held, the other's confirmed line already counts its unit: review adds the held plate's unit only."""
+    two_plates = TruthAction(
+        action_id="a1",
+        kind="pick",
+        shopper_id="s1",
+        visit_id="v1",
+        start_ns=10**9,
+        end_ns=2 * 10**9,
+        sku="A",
+        quantity=2,
+        shelf_id="S1",
+        plate_deltas_g={"P09": -106.0, "P11": -106.0},
+    )
+    elsewhere = two_plates.model_copy(update={"action_id": "a2", "plate_deltas_g": {"P01": -50.0}})
+    one_held = _units_under_review([_held("e21", "P09", -106.0)], [two_plates, elsewhere])
+    assert [(a.action_id, units) for a, units in one_held] == [("a1", 1)]
+    both_held = _units_under_review([_held("e21", "P09", -106.0), _held("e22", "P11", -106.0)], [two_plates, elsewhere])
+    assert [(a.action_id, units) for a, units in both_held] == [("a1", 2)]
 
 
 def test_eval_json_has_every_metric() -> None:
