@@ -510,12 +510,43 @@ class FusionEngine:
             shoppers = self._associate(
                 decision.event, products=decision.products, departed_by_ns=decision.departed_by_ns
             )
+            if not self._sure_of(decision, shoppers):
+                shoppers = self._weigh_other_reaches(decision, shoppers)
             if shoppers[0].visit_id is not None and self._cart_for(shoppers[0].visit_id) is None:
                 # they left the store soon after and their cart has been handed on: staff decide
                 continue
             settles = decision.held and self._sure_of(decision, shoppers)
             if settles or shoppers[0].visit_id != decision.shoppers[0].visit_id:
                 self._redecide(decision, shoppers, out)
+
+    def _weigh_other_reaches(self, decision: Decision, shoppers: list[ShopperCandidate]) -> list[ShopperCandidate]:
+        """Someone standing by who was surely the one of another event meanwhile, without walking off in
+        between, stood there for that reach: they are less likely to have made this one too. Only for an
+        event its odds left unsure: it does not make a sure charge unsure."""
+        p = self.params.shoppers
+        event = decision.event
+        window_ns = round(p.departure_window_s * NS)
+        weighed: list[ShopperCandidate] = []
+        for c in shoppers:
+            odds = 1.0
+            if c.track_id is not None:
+                for other in self.decisions:
+                    o = other.event
+                    if other is decision or abs(o.start_ns - event.start_ns) > window_ns or not other.shoppers:
+                        continue
+                    top = other.shoppers[0]
+                    if top.track_id != c.track_id or not self._sure_of(other, other.shoppers):
+                        continue
+                    lo, hi = min(event.start_ns, o.start_ns), max(event.end_ns, o.end_ns)
+                    if self.shoppers.stayed_put(c.track_id, lo, hi, p.departure_m):
+                        odds = p.another_reach_odds
+                        break
+            weighed.append(ShopperCandidate(c.visit_id, c.probability * odds, c.distance_m, c.track_id))
+        total = sum(c.probability for c in weighed) or 1.0
+        return sorted(
+            (ShopperCandidate(c.visit_id, c.probability / total, c.distance_m, c.track_id) for c in weighed),
+            key=lambda c: -c.probability,
+        )
 
     def _held_whatever_the_odds(self, decision: Decision) -> bool:
         """Staff decide this decision's lines however sure the shoppers' odds become: the event depends on

@@ -75,6 +75,10 @@ class ShopperParams:
     passing by or had finished their own reach; someone who stays on is still choosing. A track that ends
     first tells nothing. The engine asks again `departure_window_s` after the event. Fitted on simulated
     seeds 11-14 (not the benchmark's)."""
+    another_reach_odds: float = 0.3
+    """Odds that someone made an unsure event when, without walking off in between, they surely made
+    another event within `departure_window_s` of it: people stand at a shelf for a reach, and a bystander
+    is usually there for their own."""
     nobody_distance_m: float = 1.4
     """'Nobody' (staff, a restock, a glitch) scores like a shopper standing this far away."""
     history_s: float = 120.0
@@ -807,6 +811,15 @@ class ShopperRegistry:
             for v, s in scores.items()
         ]
         return sorted(out, key=lambda c: -c.probability)
+
+    def stayed_put(self, track_id: str, lo_ns: int, hi_ns: int, radius_m: float) -> bool:
+        """Whether this track stood within `radius_m` of where it was at `lo_ns` until `hi_ns`."""
+        hist = self.tracks.get(track_id)
+        window = samples_between(hist.samples, lo_ns, hi_ns) if hist is not None else []
+        if not window or window[0][0] - lo_ns > NS or hi_ns - window[-1][0] > NS:
+            return False
+        x0, y0 = window[0][1], window[0][2]
+        return all(math.hypot(x - x0, y - y0) <= radius_m for _, x, y, _ in window)
 
     def _departure_odds(self, hist: TrackHistory, spot: tuple[float, float], end_ns: int, until_ns: int) -> float:
         """Odds that this track's person made the event at `spot`, from whether and when they walked off

@@ -130,6 +130,37 @@ def test_two_takers_among_three_within_reach_charge_only_the_clear_one(run_scena
     assert ev.after_review.f1 == pytest.approx(1.0)
 
 
+def test_a_bystander_there_for_their_own_reach_did_not_make_the_other(run_scenario: RunScenario) -> None:
+    # a and b stand side by side and no hand is seen. a takes a hazelnut bar; b, beside a, takes a
+    # crispy wafer from the next plate 3 s later and is the only one who can have made that change. Both
+    # walk off within seconds. The bar alone is a coin toss between them; b stood there for the wafer.
+    shoppers = [
+        _shopper(
+            "a",
+            2,
+            Action(at_s=20, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"]),
+            Action(at_s=45, kind="pick", sku=COLA),
+        ),
+        _shopper(
+            "b",
+            4,
+            Action(at_s=23, kind="pick", sku=CRISPY_WAFER, plates=["G3-S2-P03"]),
+            Action(at_s=52, kind="pick", sku=COLA),
+        ),
+    ]
+    ev = run_scenario(shoppers, seed=6, tracks={"hand_visible_prob": 0.0})
+    assert {v: c.receipt for v, c in ev.carts.items()} == {
+        "visit-a": {HAZELNUT: 1, COLA: 1},
+        "visit-b": {CRISPY_WAFER: 1, COLA: 1},
+    }
+    assert not ev.tickets
+    # without weighing b's own reach, the bar is held for staff
+    before = evaluate(ev.recording, params=EngineParams(shoppers=ShopperParams(another_reach_odds=1.0)))
+    (ticket,) = before.tickets
+    assert "shopper unsure" in ticket.reason
+    assert ticket.event.plate_deltas_g.keys() == {"G3-S2-P04"}
+
+
 def test_touch_without_taking_and_a_long_hold(run_scenario: RunScenario) -> None:
     ev = run_scenario(
         [
