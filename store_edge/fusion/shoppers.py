@@ -119,6 +119,8 @@ class ShopperParams:
 
 
 Hand = tuple[float, float, float]
+Sample = tuple[int, float, float, Hand | None]
+"""A track sample: when (ns), where on the floor (x, y), and the reaching hand where seen."""
 Embedding = tuple[float, ...]
 FloatArray = NDArray[np.float64]
 
@@ -184,7 +186,7 @@ class TrackHistory:
     track_id: str
     first_ns: int
     first_xy: tuple[float, float]
-    samples: deque[tuple[int, float, float, Hand | None]] = field(default_factory=deque)
+    samples: deque[Sample] = field(default_factory=deque)
     bindings: list[tuple[int, str]] = field(default_factory=list)
     """(from ns, visit id): whose track this was when; rewritten when a swap is undone."""
     unconfirmed: LookAverage | None = None
@@ -199,9 +201,7 @@ class TrackHistory:
         return (self.samples[-1][1], self.samples[-1][2])
 
 
-def samples_between(
-    samples: deque[tuple[int, float, float, Hand | None]], lo_ns: int, hi_ns: int
-) -> list[tuple[int, float, float, Hand | None]]:
+def samples_between(samples: deque[Sample], lo_ns: int, hi_ns: int) -> list[Sample]:
     """A track's samples from `lo_ns` to `hi_ns` (inclusive). A track keeps minutes of samples and an
     event's window is seconds long: found by bisection instead of a walk through all of them (a
     re-identification that re-decides every event since a swap asked this of every track for every
@@ -212,12 +212,12 @@ def samples_between(
     return [samples[i] for i in range(start, end)]  # a deque's items are reached from its nearer end
 
 
-def _sample_time(sample: tuple[int, float, float, Hand | None]) -> int:
+def _sample_time(sample: Sample) -> int:
     return sample[0]
 
 
 def _body_terms(
-    windows: list[list[tuple[int, float, float, Hand | None]]],
+    windows: list[list[Sample]],
     front_a: tuple[float, float],
     front_b: tuple[float, float],
     normal: NDArray[np.float64],
@@ -780,6 +780,7 @@ class ShopperRegistry:
             for hist in self.tracks.values()
             if hist.last_ns >= lo and hist.first_ns <= hi and (window := samples_between(hist.samples, lo, hi))
         ]
+        windows += self._lost_meanwhile(windows, lo, hi)
         # The one who acted stands there throughout; a passer-by is close only for a moment. So the body
         # term is averaged over the event, and a hand seen at the plates' front adds to it.
         mean_logs, best_ds = _body_terms([w for _, w in windows], front_a, front_b, normal, p)
@@ -820,6 +821,35 @@ class ShopperRegistry:
             return False
         x0, y0 = window[0][1], window[0][2]
         return all(math.hypot(x - x0, y - y0) <= radius_m for _, x, y, _ in window)
+
+    def _lost_meanwhile(
+        self, windows: list[tuple[TrackHistory, list[Sample]]], lo_ns: int, hi_ns: int
+    ) -> list[tuple[TrackHistory, list[Sample]]]:
+        """People the tracker lost for a moment while the plates changed (a dropout of 0.5-3 s, which may
+        go on as a new track): their track was seen shortly before and nobody of their visit is seen
+        meanwhile. They stood where they were last seen (and first seen again, if the track went on):
+        without them the one who reached may be missing, and 'nobody' would win."""
+        lost_ns = round(self.params.lost_after_s * NS)
+        mid = (lo_ns + hi_ns) // 2
+        seen = {self.visit_of_track(hist.track_id, mid) for hist, _ in windows}
+        found: list[tuple[TrackHistory, list[Sample]]] = []
+        for hist in self.tracks.values():
+            if hist.first_ns > lo_ns or hist.last_ns < lo_ns - lost_ns:
+                continue
+            before = samples_between(hist.samples, lo_ns - lost_ns, lo_ns)
+            if not before or samples_between(hist.samples, lo_ns, hi_ns):
+                continue
+            visit_id = self.visit_of_track(hist.track_id, mid)
+            if visit_id is None or visit_id in seen:
+                continue
+            if hist.last_ns < lo_ns and any(
+                _gate_distance(hist.last_xy, g) <= self.params.exit_radius_m for g in self.exits
+            ):
+                continue  # gone by the exit
+            after = samples_between(hist.samples, hi_ns, hi_ns + lost_ns)
+            found.append((hist, [before[-1], *after[:1]]))
+            seen.add(visit_id)
+        return found
 
     def _departure_odds(self, hist: TrackHistory, spot: tuple[float, float], end_ns: int, until_ns: int) -> float:
         """Odds that this track's person made the event at `spot`, from whether and when they walked off

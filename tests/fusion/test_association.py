@@ -49,3 +49,22 @@ def test_someone_out_of_arms_reach_along_the_shelf_did_not(demo_store: StoreLayo
     reg = _two_shoppers_at_the_plate(demo_store, beside_m=1.2)
     odds = {c.visit_id: c.probability for c in reg.associate({PLATE: -50.0}, 12 * NS, 13 * NS)}
     assert odds["visit-front"] > 0.95
+
+
+def test_someone_the_tracker_lost_while_they_reached_is_still_there(demo_store: StoreLayout) -> None:
+    # one shopper in front of the plate; the tracker loses them from 11.5 s to 14 s (a dropout), and the
+    # plate changes at 12-13 s: they stood where they were last seen, it was not nobody
+    g = demo_store.plate_geometry[PLATE]
+    centre = (np.array(g.front_left) + np.array(g.front_right)) / 2
+    front = centre + 0.45 * np.array(demo_store.gondolas_by_id[g.gondola_id].aisle_normal, dtype=float)
+    reg = ShopperRegistry(demo_store)
+    reg.open_visit(0, "visit-front", "acct-0", 1)
+    for tick in range(10, 160):
+        t = tick * NS // 10
+        if 11.5 * NS <= t < 14 * NS:
+            reg.observe(t, [])
+            continue
+        xy = ENTRY if t < 10 * NS else front
+        reg.observe(t, [TrackObservation("t1", float(xy[0]), float(xy[1]))])
+    odds = {c.visit_id: c.probability for c in reg.associate({PLATE: -50.0}, 12 * NS, 13 * NS)}
+    assert odds["visit-front"] > 0.95
