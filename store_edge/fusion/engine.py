@@ -493,10 +493,11 @@ class FusionEngine:
         return shoppers[0].visit_id == top.visit_id and self._sure_of(decision, shoppers) != held
 
     def _weigh_departures(self, out: EngineOutput) -> None:
-        """Once the tracks show who walked off after an event, ask again who made it. Its lines change
-        only where that names someone else or may settle a line held for staff: a line is not taken back
-        and made again (nor its ticket raised again) for a shift in its odds. Staff decide what a faulty
-        sensor or another event holds: deciding again would charge it silently."""
+        """Once the tracks show who walked off after an event, and what else the people there reached for
+        meanwhile, ask again who made it. Its lines change only where that names someone else, settles a
+        line held for staff, or finds the one charged surely busy with another reach: a line is not taken
+        back and made again (nor its ticket raised again) for a shift in its odds. Staff decide what a
+        faulty sensor or another event holds: deciding again would charge it silently."""
         window_ns = round(self.params.shoppers.departure_window_s * NS)
         while self._awaiting_departure and self._awaiting_departure[0].event.end_ns + window_ns <= self.now_ns:
             decision = self._awaiting_departure.popleft()
@@ -510,19 +511,20 @@ class FusionEngine:
             shoppers = self._associate(
                 decision.event, products=decision.products, departed_by_ns=decision.departed_by_ns
             )
-            if not self._sure_of(decision, shoppers):
-                shoppers = self._weigh_other_reaches(decision, shoppers)
-            if shoppers[0].visit_id is not None and self._cart_for(shoppers[0].visit_id) is None:
+            weighed = self._weigh_other_reaches(decision, shoppers)
+            if weighed[0].visit_id is not None and self._cart_for(weighed[0].visit_id) is None:
                 # they left the store soon after and their cart has been handed on: staff decide
                 continue
-            settles = decision.held and self._sure_of(decision, shoppers)
-            if settles or shoppers[0].visit_id != decision.shoppers[0].visit_id:
-                self._redecide(decision, shoppers, out)
+            settles = decision.held and self._sure_of(decision, weighed)
+            # who walked off alone does not take back a charge; someone's other reach may
+            unsettles = not decision.held and self._sure_of(decision, shoppers) and not self._sure_of(decision, weighed)
+            if settles or unsettles or weighed[0].visit_id != decision.shoppers[0].visit_id:
+                self._redecide(decision, weighed, out)
 
     def _weigh_other_reaches(self, decision: Decision, shoppers: list[ShopperCandidate]) -> list[ShopperCandidate]:
-        """Someone standing by who was surely the one of another event meanwhile, without walking off in
-        between, stood there for that reach: they are less likely to have made this one too. Only for an
-        event its odds left unsure: it does not make a sure charge unsure."""
+        """Someone standing by who was surely the one of another event meanwhile (surer of it than of this
+        one), without walking off in between, stood there for that reach: they are less likely to have made
+        this one too. It may hold a charge for staff, or settle a held line."""
         p = self.params.shoppers
         event = decision.event
         window_ns = round(p.departure_window_s * NS)
@@ -535,7 +537,11 @@ class FusionEngine:
                     if other is decision or abs(o.start_ns - event.start_ns) > window_ns or not other.shoppers:
                         continue
                     top = other.shoppers[0]
-                    if top.track_id != c.track_id or not self._sure_of(other, other.shoppers):
+                    if (
+                        top.track_id != c.track_id
+                        or top.probability <= c.probability
+                        or not self._sure_of(other, other.shoppers)
+                    ):
                         continue
                     lo, hi = min(event.start_ns, o.start_ns), max(event.end_ns, o.end_ns)
                     if self.shoppers.stayed_put(c.track_id, lo, hi, p.departure_m):

@@ -161,6 +161,27 @@ def test_a_bystander_there_for_their_own_reach_did_not_make_the_other(run_scenar
     assert ticket.event.plate_deltas_g.keys() == {"G3-S2-P04"}
 
 
+def test_a_charge_to_someone_surely_busy_with_their_own_reach_is_taken_back(run_scenario: RunScenario) -> None:
+    # a, b and c take a hazelnut bar each from one plate, 2.5 s apart, standing together. On this seed
+    # the odds charge b for a's bar at first; b surely took the next one, standing there meanwhile, so
+    # the first is not charged to b without staff
+    shoppers = [
+        _shopper(
+            name,
+            enter_s,
+            Action(at_s=at_s, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"]),
+            Action(at_s=later_s, kind="pick", sku=COLA),
+        )
+        for name, enter_s, at_s, later_s in (("a", 2, 20, 45), ("b", 4, 22.5, 52), ("c", 6, 25, 58))
+    ]
+    ev = run_scenario(shoppers, seed=8, duration_s=80)
+    assert ev.items.precision == 1.0
+    assert ev.after_review.f1 == pytest.approx(1.0)
+    before = evaluate(ev.recording, params=EngineParams(shoppers=ShopperParams(another_reach_odds=1.0)))
+    assert before.items.precision < 1.0
+    assert not before.tickets
+
+
 def test_touch_without_taking_and_a_long_hold(run_scenario: RunScenario) -> None:
     ev = run_scenario(
         [
