@@ -524,9 +524,12 @@ class FusionEngine:
     def _weigh_other_reaches(self, decision: Decision, shoppers: list[ShopperCandidate]) -> list[ShopperCandidate]:
         """Someone standing by who was surely the one of another event meanwhile (surer of it than of this
         one), without walking off in between, stood there for that reach: they are less likely to have made
-        this one too. It may hold a charge for staff, or settle a held line."""
+        this one too. It may hold a charge for staff, or settle a held line. Not for an event whose plates
+        moved both ways: a put-back and a pick at once, often two people, one of them the busy one."""
         p = self.params.shoppers
         event = decision.event
+        if len({d > 0 for d in event.plate_deltas_g.values()}) > 1:
+            return shoppers
         window_ns = round(p.departure_window_s * NS)
         weighed: list[ShopperCandidate] = []
         for c in shoppers:
