@@ -892,28 +892,34 @@ class FusionEngine:
         """How many hands were in the shelf at the event's plates while it happened."""
         return len(self._reaches_during(event, event.plate_deltas_g, 0.15))
 
-    def _apply_shared_pick(self, decision: Decision, out: EngineOutput) -> bool:
-        """Two people taking the same product from one plate at once make one event of several units;
-        with as many hands seen, the units are shared out among the likely shoppers."""
+    def _apply_shared_units(self, decision: Decision, out: EngineOutput) -> bool:
+        """Two people taking (or putting back) the same product at one plate at once make one event of
+        several units; with as many hands seen, the units are shared out among the likely shoppers (for a
+        put-back, among those whose carts hold the product, each no more than they hold)."""
         shoppers, best = decision.shoppers, decision.products[0]
         if len(best.items) != 1 or best.units < 2:
             return False
         hands = decision.hands
         if hands < 2:
             return False
-        split = self._apply_pick_split_by_hand(decision, out)
-        if split != "shared":
-            return split == "split"
+        sku, qty = best.items[0]
+        pick = decision.event.total_g < 0
+        if pick:
+            split = self._apply_pick_split_by_hand(decision, out)
+            if split != "shared":
+                return split == "split"
         # with several hands seen, the likeliest of those who stood within reach took part
         within = [
             c
             for c in shoppers
-            if c.distance_m is not None and c.distance_m <= REACH_M and self._cart_for(c.visit_id) is not None
+            if c.distance_m is not None
+            and c.distance_m <= REACH_M
+            and (cart := self._cart_for(c.visit_id)) is not None
+            and (pick or cart.net(include_review=True)[sku] >= 1)
         ]
         takers = within[: min(hands, best.units)]
         if len(takers) < 2:
             return False
-        sku, qty = best.items[0]
         nobody = next((c.probability for c in shoppers if c.visit_id is None), 0.0)
         # with no more people within reach than takers, each of them took part; with more, each one's
         # chance of being among the k takers is k times their share of the odds among those within reach
@@ -924,8 +930,11 @@ class FusionEngine:
         for c, q in zip(takers, shares, strict=True):
             cart = self._cart_for(c.visit_id)
             assert cart is not None
+            if not pick and cart.net(include_review=True)[sku] < q:
+                return False  # a share more than they carry: the single return's rules decide
             among = min(1.0, len(takers) * c.probability / mass) if mass > 0 else 1.0
-            changes.append((best.probability * (1.0 - nobody) * among, cart, q, f"{q} to {c.visit_id} {among:.0%}"))
+            conf = best.probability * (1.0 - nobody) * among
+            changes.append((conf, cart, q if pick else -q, f"{q} to {c.visit_id} {among:.0%}"))
         self._add_lines_of_takers(decision, sku, changes, hands, "units shared", out)
         return True
 
@@ -991,9 +1000,11 @@ class FusionEngine:
         how: str,
         out: EngineOutput,
     ) -> None:
-        """Units of one product taken by several hands at once, as (confidence, cart, units, why) per taker:
-        a taker who is clear is charged; the unclear ones go to staff together, on one ticket."""
+        """Units of one product taken (or put back) by several hands at once, as (confidence, cart, signed
+        units, why) per taker: a taker who is clear is charged (or refunded); the unclear ones go to staff
+        together, on one ticket."""
         qty = sum(n for _, _, n, _ in changes)
+        did = "took" if qty > 0 else "put back"
         for held in (False, True):
             part = [c for c in changes if (c[0] < self.params.review_below) == held]
             if part:
@@ -1003,7 +1014,7 @@ class FusionEngine:
                     min(c[0] for c in part),
                     f"{hands} hands at once, {how}: " + ", ".join(c[3] for c in part),
                     out,
-                    f"{hands} shoppers took {qty} at once",
+                    f"{hands} shoppers {did} {abs(qty)} at once",
                 )
 
     def _apply_two_hand_pick(self, decision: Decision, out: EngineOutput) -> bool:
@@ -1033,7 +1044,7 @@ class FusionEngine:
     def _apply_pick(self, decision: Decision, out: EngineOutput) -> None:
         event, products, shoppers = decision.event, decision.products, decision.shoppers
         best = products[0]
-        if self._apply_shared_pick(decision, out) or self._apply_two_hand_pick(decision, out):
+        if self._apply_shared_units(decision, out) or self._apply_two_hand_pick(decision, out):
             return
         top = shoppers[0]
         cart = self._cart_for(top.visit_id)
@@ -1064,6 +1075,8 @@ class FusionEngine:
         self._add_lines(decision, [(cart, sku, qty) for sku, qty in best.items], conf, "; ".join(reasons), out)
 
     def _apply_return(self, decision: Decision, out: EngineOutput) -> None:
+        if self._apply_shared_units(decision, out):
+            return
         event, products, shoppers = decision.event, decision.products, decision.shoppers
         best = products[0]
         # who could have returned it: only someone whose cart holds it

@@ -91,6 +91,31 @@ def test_two_shoppers_at_one_plate_at_once_each_get_one(run_scenario: RunScenari
     assert both == {"visit-a": Counter({HAZELNUT: 1}), "visit-b": Counter({HAZELNUT: 1})}
 
 
+def test_two_shoppers_putting_back_at_one_plate_at_once_each_get_their_refund(run_scenario: RunScenario) -> None:
+    # each took a hazelnut bar on their own, then both put theirs back at one plate at once: one event
+    # of two units, two hands; each cart holds one, so neither can have returned both
+    ev = run_scenario(
+        [
+            _shopper(
+                "a",
+                2,
+                Action(at_s=14, kind="pick", sku=HAZELNUT, plates=["G3-S2-P05"]),
+                Action(at_s=40, kind="put_back", sku=HAZELNUT, plates=["G3-S2-P04"]),
+            ),
+            _shopper(
+                "b",
+                5,
+                Action(at_s=26, kind="pick", sku=HAZELNUT, plates=["G3-S2-P05"]),
+                Action(at_s=40.3, kind="put_back", sku=HAZELNUT, plates=["G3-S2-P04"]),
+            ),
+        ],
+        curtain={"miss_prob": 0.0},
+    )
+    refunds = {v: [ln.quantity for ln in c.lines if ln.quantity < 0] for v, c in ev.carts.items()}
+    assert refunds == {"visit-a": [-1], "visit-b": [-1]}
+    assert {v: c.net(include_review=True) for v, c in ev.carts.items()} == {"visit-a": Counter(), "visit-b": Counter()}
+
+
 def test_two_hands_at_one_plate_do_not_make_the_neighbouring_product(run_scenario: RunScenario) -> None:
     # Two shoppers take a hazelnut bar each from one plate; the crispy wafer (0.4 g lighter) lies on the
     # next plate. Two hands make two products in one event plausible, but only products on the plate that
