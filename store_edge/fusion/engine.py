@@ -908,19 +908,21 @@ class FusionEngine:
             split = self._apply_pick_split_by_hand(decision, out)
             if split != "shared":
                 return split == "split"
-        # with several hands seen, the likeliest of those who stood within reach took part
+        # with several hands seen, the likeliest of those who stood within reach took part; someone less
+        # likely than nobody at all only came within reach for a moment (passing by)
+        nobody = next((c.probability for c in shoppers if c.visit_id is None), 0.0)
         within = [
             c
             for c in shoppers
             if c.distance_m is not None
             and c.distance_m <= REACH_M
+            and c.probability > nobody
             and (cart := self._cart_for(c.visit_id)) is not None
             and (pick or cart.net(include_review=True)[sku] >= 1)
         ]
         takers = within[: min(hands, best.units)]
         if len(takers) < 2:
             return False
-        nobody = next((c.probability for c in shoppers if c.visit_id is None), 0.0)
         # with no more people within reach than takers, each of them took part; with more, each one's
         # chance of being among the k takers is k times their share of the odds among those within reach
         # (at most 1): with a third person there, the second taker is unsure

@@ -55,3 +55,28 @@ def test_a_holder_less_likely_than_a_non_holder_beside_them_is_held(demo_store: 
     engine = _engine(demo_store, holders=["alice"], others=["bob"])
     lines = _return(engine, [("bob", 0.6), ("alice", 0.4), (None, 1e-4)])
     assert [(line.sku, line.quantity, line.status) for line in lines] == [(SKU, -1, "under_review")]
+
+
+def test_several_hands_putting_back_at_once_refund_those_within_reach_not_a_passer_by(
+    demo_store: StoreLayout,
+) -> None:
+    # three units put back at once, three hands: alice's party carried two, bob one. carol, who carries
+    # one too, came within reach for a moment while walking past: less likely than nobody at all
+    engine = _engine(demo_store, holders=["alice", "bob", "carol"], others=[])
+    engine.carts["alice"].lines.append(CartLine("L2", SKU, 1, 0.99, "G3-S2-e0", "confirmed", [], []))
+    change = PlateChange("G3-S2-P04", 3, 10**9, 2 * 10**9, 126.0, 2218.0, 2344.0)
+    decision = Decision(
+        WeightEvent("G3-S2-e3", "G3-S2", 10**9, 2 * 10**9, (change,)),
+        [ProductHypothesis(((SKU, 3),), 0.95, -7.7)],
+        [
+            ShopperCandidate("alice", 0.6, 0.3, "t-alice"),
+            ShopperCandidate("bob", 0.4, 0.4, "t-bob"),
+            ShopperCandidate(None, 1e-4, None, None),
+            ShopperCandidate("carol", 1e-60, 0.7, "t-carol"),
+        ],
+        hands=3,
+    )
+    engine._apply_return(decision, EngineOutput())
+    assert {cart.visit_id: line.quantity for cart, line in decision.lines} == {"alice": -2, "bob": -1}
+    assert all(line.status == "confirmed" for _, line in decision.lines)
+    assert engine.carts["carol"].receipt == {SKU: 1}
