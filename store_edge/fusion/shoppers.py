@@ -639,7 +639,7 @@ class ShopperRegistry:
                     old = self.tracks.get(person.track_id)
                     if old is None or hist.first_ns - old.last_ns < 0.25 * NS:
                         continue
-                    if any(_gate_distance(old.last_xy, g) <= p.exit_radius_m for g in self.exits):
+                    if self._ended_at_an_exit(old):
                         continue
                     gap_s = (hist.first_ns - old.last_ns) / NS
                     d = math.dist(old.last_xy, xy)
@@ -652,6 +652,10 @@ class ShopperRegistry:
         elif at_entry:
             self.alerts.append((hist.first_ns, f"track {hist.track_id} entered without a scanned code (tailgating?)"))
 
+    def _ended_at_an_exit(self, hist: TrackHistory) -> bool:
+        """Whether this track was last seen at an exit gate (its person left, rather than was lost)."""
+        return any(_gate_distance(hist.last_xy, g) <= self.params.exit_radius_m for g in self.exits)
+
     def _end_stale_tracks(self, now_ns: int) -> None:
         p = self.params
         for track_id, person in list(self.person_of_track.items()):
@@ -660,7 +664,7 @@ class ShopperRegistry:
                 continue
             if now_ns - hist.last_ns < p.lost_after_s * NS:
                 continue
-            if any(_gate_distance(hist.last_xy, g) <= p.exit_radius_m for g in self.exits):
+            if self._ended_at_an_exit(hist):
                 person.exited_ns = hist.last_ns
             elif person.lost_ns is None:
                 person.lost_ns = hist.last_ns
@@ -834,19 +838,18 @@ class ShopperRegistry:
         lost_ns = round(self.params.lost_after_s * NS)
         mid = (lo_ns + hi_ns) // 2
         seen = {self.visit_of_track(hist.track_id, mid) for hist, _ in windows}
+        windowed = {hist.track_id for hist, _ in windows}
         found: list[tuple[TrackHistory, list[Sample]]] = []
         for hist in self.tracks.values():
-            if hist.first_ns > lo_ns or hist.last_ns < lo_ns - lost_ns:
+            if hist.track_id in windowed or hist.first_ns > lo_ns or hist.last_ns < lo_ns - lost_ns:
                 continue
             before = samples_between(hist.samples, lo_ns - lost_ns, lo_ns)
-            if not before or samples_between(hist.samples, lo_ns, hi_ns):
+            if not before:
                 continue
             visit_id = self.visit_of_track(hist.track_id, mid)
             if visit_id is None or visit_id in seen:
                 continue
-            if hist.last_ns < lo_ns and any(
-                _gate_distance(hist.last_xy, g) <= self.params.exit_radius_m for g in self.exits
-            ):
+            if hist.last_ns < lo_ns and self._ended_at_an_exit(hist):
                 continue  # gone by the exit
             after = samples_between(hist.samples, hi_ns, hi_ns + lost_ns)
             found.append((hist, [before[-1], *after[:1]]))
