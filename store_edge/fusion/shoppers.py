@@ -116,6 +116,9 @@ class ShopperParams:
     twice (its known fault), not a lost person leaving. Two tracked people may pass closer together."""
     walk_speed_m_s: float = 1.0
     """How fast a lost person walks to the exit: tells which lost person a passage nobody made was."""
+    brisk_walk_m_s: float = 1.8
+    """How far a person whose track the tracker dropped a moment ago may have gone: 0.5 m plus this per
+    second of the gap."""
     lost_exit_s: float = 120.0
     """A person lost this long (far past any fragment's window) has left unseen: their visit closes."""
 
@@ -631,7 +634,9 @@ class ShopperRegistry:
                     best = (d, person)
         if best is None:
             # a current person whose track is momentarily missing (the tracker re-issued an id); not one
-            # who was last seen at an exit (they left), and only as far as a person walks in the gap
+            # who was last seen at an exit (they left), and only as far as a person walks in the gap (a
+            # dropout of up to 3 s at a brisk walk is 4-5 m); once gone long enough to count as lost, only
+            # near where they vanished
             for visit in self.visits.values():
                 for person in visit.people:
                     if person.exited_ns is not None or person.track_id is None:
@@ -642,8 +647,9 @@ class ShopperRegistry:
                     if self._ended_at_an_exit(old):
                         continue
                     gap_s = (hist.first_ns - old.last_ns) / NS
+                    walk_m = 0.5 + p.brisk_walk_m_s * gap_s
                     d = math.dist(old.last_xy, xy)
-                    if d > min(p.fragment_radius_m, 0.5 + 1.8 * gap_s):
+                    if d > (walk_m if person.lost_ns is None else min(walk_m, p.fragment_radius_m)):
                         continue
                     if best is None or d < best[0]:
                         best = (d, person)

@@ -68,3 +68,31 @@ def test_someone_the_tracker_lost_while_they_reached_is_still_there(demo_store: 
         reg.observe(t, [TrackObservation("t1", float(xy[0]), float(xy[1]))])
     odds = {c.visit_id: c.probability for c in reg.associate({PLATE: -50.0}, 12 * NS, 13 * NS)}
     assert odds["visit-front"] > 0.95
+
+
+def _walk_with_a_dropout(store: StoreLayout, gap: tuple[float, float], reappear_m: float) -> ShopperRegistry:
+    """One visit comes in and walks along the aisle at 1.25 m/s; the tracker drops its track t1 from
+    `gap[0]` to `gap[1]` s and picks the person up again as t2, `reappear_m` further on from where t1 was
+    last seen."""
+    reg = ShopperRegistry(store)
+    reg.open_visit(0, "visit-0", "acct-0", 1)
+    lost_x: float | None = None
+    for tick in range(10, 10 * 40):
+        t = tick * NS // 10
+        x = 2.0 + 1.25 * max(0.0, t / NS - 4.0) if t < gap[0] * NS else None
+        if x is not None:
+            reg.observe(t, [TrackObservation("t1", ENTRY[0] if t < 4 * NS else x, ENTRY[1] if t < 4 * NS else 3.0)])
+            lost_x = x
+        elif t < gap[1] * NS:
+            reg.observe(t, [])
+        else:
+            assert lost_x is not None
+            reg.observe(t, [TrackObservation("t2", lost_x + reappear_m, 3.0)])
+    return reg
+
+
+def test_a_walker_the_tracker_dropped_for_three_seconds_is_found_further_on(demo_store: StoreLayout) -> None:
+    # walking on during a 2.8 s dropout, the person is 3.3 m on when the tracker finds them again (before
+    # their track counts as lost): the new track continues them, so what they take next is theirs
+    reg = _walk_with_a_dropout(demo_store, gap=(8.0, 10.8), reappear_m=3.3)
+    assert reg.visit_of_track("t2") == "visit-0"
