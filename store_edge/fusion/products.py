@@ -36,6 +36,10 @@ class ProductParams:
     """With two hands in the shelf at once (light curtain), two products in one event are common."""
     return_not_carried_penalty: float = math.log(0.02)
     """A return of something no nearby shopper carries (brought in from elsewhere) is rare."""
+    misplaced_pick_penalty: float = math.log(0.25)
+    """Log-penalty for picking a product from plates that are not its facing's (nor next to it): a unit
+    someone put back in the wrong place lies there, one among the plate's own, and the next shopper
+    reaches for the plate's product."""
     reach_std_m: float = 0.02
     """Where a hand went in, as the light curtain saw it, against where a product lies on a plate that
     several products share (the curtain's error, and where along its part of the plate the unit was)."""
@@ -137,6 +141,11 @@ def score_products(
     ]
     scored: list[tuple[Items, float]] = []
 
+    def at_home(pid: str, sku: str) -> bool:
+        """This plate, or one next to it, is part of the product's facing (the planogram)."""
+        near = inventory._plate_and_neighbours(pid)
+        return any(q in f.plates for f in store.facings_by_sku.get(sku, []) for q in near)
+
     def add(items: Items) -> None:
         mean = sum(store.products_by_sku[s].unit_weight_g.mean * q for s, q in items)
         var = meas_var + sum(store.products_by_sku[s].unit_weight_g.std ** 2 * q for s, q in items)
@@ -157,10 +166,12 @@ def score_products(
             # a pick takes what is there; a unit straddling from the next plate is the rare case
             near = any(inventory.holds(pid, s, reach=1) for s in skus)
             log += p.neighbour_penalty if near else p.off_plate_penalty
+        changed = [pid for pid, d in event.plate_deltas_g.items() if abs(d) >= 5] or plates
+        if picking:
+            log += p.misplaced_pick_penalty * sum(1 for s in skus if not any(at_home(pid, s) for pid in changed))
         if picking and len(skus) > 1:
             # and each product of a pick was taken from where it lies: a plate that changed holds it
             # (one plate that changed explains only the products on it, whatever the other hand did)
-            changed = [pid for pid, d in event.plate_deltas_g.items() if abs(d) >= 5] or plates
             for s in skus:
                 if any(inventory.holds(pid, s, reach=0) for pid in changed):
                     continue

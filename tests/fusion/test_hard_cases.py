@@ -9,6 +9,7 @@ import pytest
 
 from store_edge.evaluation import evaluate
 from store_edge.fusion.engine import EngineParams
+from store_edge.fusion.products import ProductParams
 from store_edge.fusion.shoppers import ShopperParams
 from store_edge.sim.scenario import Action, Shopper
 from tests.fusion.conftest import RunScenario
@@ -61,6 +62,60 @@ def test_wrong_place_return_refunds_the_right_item_and_moves_it_in_the_inventory
     assert ev.carts["visit-a"].receipt == {COCOA: 1}
     returned = [ln for ln in ev.carts["visit-a"].lines if ln.quantity < 0]
     assert [(ln.sku, ln.status) for ln in returned] == [(COCOA, "confirmed")]
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_the_next_pick_at_a_plate_with_a_misplaced_unit_is_the_plates_own_product(
+    run_scenario: RunScenario, seed: int
+) -> None:
+    # a puts a chocolate bar back among the hazelnut bars, 2.4 g heavier; b then takes a hazelnut bar
+    # there. The one chocolate bar lying there is not what the next shopper reached for.
+    ev = run_scenario(
+        [
+            _shopper(
+                "a",
+                2,
+                Action(at_s=12, kind="pick", sku=COCOA),
+                Action(at_s=24, kind="put_back", sku=COCOA, plates=["G3-S2-P04"]),
+                Action(at_s=40, kind="pick", sku=COLA),
+            ),
+            _shopper("b", 20, Action(at_s=45, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])),
+        ],
+        duration_s=75,
+        seed=seed,
+    )
+    assert {v: c.receipt for v, c in ev.carts.items()} == {"visit-a": {COLA: 1}, "visit-b": {HAZELNUT: 1}}
+    assert not ev.tickets
+    # taking the misplaced bar as likely as the plate's own, staff would have to say which it was
+    before = evaluate(ev.recording, params=EngineParams(products=ProductParams(misplaced_pick_penalty=0.0)))
+    (ticket,) = before.tickets
+    assert "product unsure" in ticket.reason
+    assert ticket.products[1].items == ((COCOA, 1),)
+
+
+def test_taking_back_the_unit_one_misplaced_is_left_to_staff_not_charged_as_the_plates_product(
+    run_scenario: RunScenario,
+) -> None:
+    # a puts the chocolate bar among the hazelnut bars, then changes their mind and takes it again: the
+    # plate's own product is likelier now, but not so much that the hazelnut bar is charged
+    ev = run_scenario(
+        [
+            _shopper(
+                "a",
+                2,
+                Action(at_s=12, kind="pick", sku=COCOA),
+                Action(at_s=24, kind="put_back", sku=COCOA, plates=["G3-S2-P04"]),
+                Action(at_s=34, kind="pick", sku=COCOA, plates=["G3-S2-P04"]),
+                Action(at_s=48, kind="pick", sku=COLA),
+            ),
+        ],
+        duration_s=75,
+    )
+    assert ev.carts["visit-a"].receipt == {COLA: 1}
+    (ticket,) = ev.tickets
+    assert "product unsure" in ticket.reason
+    assert {h.items for h in ticket.products[:2]} == {((HAZELNUT, 1),), ((COCOA, 1),)}
+    assert ev.after_review.f1 == pytest.approx(1.0)
 
 
 def test_same_weight_swap_returns_what_the_shopper_carried(run_scenario: RunScenario) -> None:
