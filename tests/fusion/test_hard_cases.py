@@ -64,6 +64,17 @@ def test_wrong_place_return_refunds_the_right_item_and_moves_it_in_the_inventory
     assert [(ln.sku, ln.status) for ln in returned] == [(COCOA, "confirmed")]
 
 
+def _misplacing_a_chocolate_bar(*then: Action) -> Shopper:
+    """a takes a chocolate bar and puts it back among the hazelnut bars (2.4 g heavier) at 24 s."""
+    return _shopper(
+        "a",
+        2,
+        Action(at_s=12, kind="pick", sku=COCOA),
+        Action(at_s=24, kind="put_back", sku=COCOA, plates=["G3-S2-P04"]),
+        *then,
+    )
+
+
 @pytest.mark.parametrize("seed", [1, 3])
 def test_the_next_pick_at_a_plate_with_a_misplaced_unit_is_the_plates_own_product(
     run_scenario: RunScenario, seed: int
@@ -72,13 +83,7 @@ def test_the_next_pick_at_a_plate_with_a_misplaced_unit_is_the_plates_own_produc
     # there. The one chocolate bar lying there is not what the next shopper reached for.
     ev = run_scenario(
         [
-            _shopper(
-                "a",
-                2,
-                Action(at_s=12, kind="pick", sku=COCOA),
-                Action(at_s=24, kind="put_back", sku=COCOA, plates=["G3-S2-P04"]),
-                Action(at_s=40, kind="pick", sku=COLA),
-            ),
+            _misplacing_a_chocolate_bar(Action(at_s=40, kind="pick", sku=COLA)),
             _shopper("b", 20, Action(at_s=45, kind="pick", sku=HAZELNUT, plates=["G3-S2-P04"])),
         ],
         duration_s=75,
@@ -100,11 +105,7 @@ def test_taking_back_the_unit_one_misplaced_is_left_to_staff_not_charged_as_the_
     # plate's own product is likelier now, but not so much that the hazelnut bar is charged
     ev = run_scenario(
         [
-            _shopper(
-                "a",
-                2,
-                Action(at_s=12, kind="pick", sku=COCOA),
-                Action(at_s=24, kind="put_back", sku=COCOA, plates=["G3-S2-P04"]),
+            _misplacing_a_chocolate_bar(
                 Action(at_s=34, kind="pick", sku=COCOA, plates=["G3-S2-P04"]),
                 Action(at_s=48, kind="pick", sku=COLA),
             ),
