@@ -84,7 +84,7 @@ class PlateInventory:
     def take(self, plate_deltas: dict[str, float], sku: str, units: int) -> None:
         """Remove units of sku, from the plates whose weight went down the most first."""
         for pid in sorted(plate_deltas, key=lambda p: plate_deltas[p]):
-            for candidate in self._plate_and_neighbours(pid):
+            for candidate in self.plate_and_neighbours(pid):
                 while units and self.units[candidate][sku] > 0:
                     self.units[candidate][sku] -= 1
                     units -= 1
@@ -93,7 +93,7 @@ class PlateInventory:
         target = max(plate_deltas, key=lambda p: plate_deltas[p])
         self.units[target][sku] += units
 
-    def _plate_and_neighbours(self, pid: str) -> list[str]:
+    def plate_and_neighbours(self, pid: str) -> list[str]:
         geo = self.store.plate_geometry[pid]
         plates = self.store.shelves_by_id[geo.shelf_id].plates
         i = geo.index_on_shelf
@@ -143,7 +143,7 @@ def score_products(
 
     def at_home(pid: str, sku: str) -> bool:
         """This plate, or one next to it, is part of the product's facing (the planogram)."""
-        near = inventory._plate_and_neighbours(pid)
+        near = inventory.plate_and_neighbours(pid)
         return any(q in f.plates for f in store.facings_by_sku.get(sku, []) for q in near)
 
     def add(items: Items) -> None:
@@ -184,7 +184,7 @@ def score_products(
             log += p.return_not_carried_penalty * sum(1 for s in skus if s not in returnable_skus)
         if picking:
             for s, q in items:
-                stock = sum(inventory.units[x][s] for pid in plates for x in inventory._plate_and_neighbours(pid))
+                stock = sum(inventory.units[x][s] for pid in plates for x in inventory.plate_and_neighbours(pid))
                 if stock < q:
                     log += p.off_plate_penalty * (q - stock)
         scored.append((items, log))
