@@ -94,6 +94,7 @@ class PlateInventory:
         self.units[target][sku] += units
 
     def plate_and_neighbours(self, pid: str) -> list[str]:
+        """The plate and the plates on either side of it on its shelf."""
         geo = self.store.plate_geometry[pid]
         plates = self.store.shelves_by_id[geo.shelf_id].plates
         i = geo.index_on_shelf
