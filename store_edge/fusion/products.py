@@ -141,6 +141,8 @@ def score_products(
         and len(store.facings_on_plate.get(pid, [])) >= 2
     ]
     scored: list[tuple[Items, float]] = []
+    # the plates that changed by 5 g or more (a plate contributes above that): where the products were taken
+    changed = [pid for pid, d in event.plate_deltas_g.items() if abs(d) >= 5] or plates
 
     def at_home(pid: str, sku: str) -> bool:
         """This plate, or one next to it, is part of the product's facing (the planogram)."""
@@ -167,7 +169,6 @@ def score_products(
             # a pick takes what is there; a unit straddling from the next plate is the rare case
             near = any(inventory.holds(pid, s, reach=1) for s in skus)
             log += p.neighbour_penalty if near else p.off_plate_penalty
-        changed = [pid for pid, d in event.plate_deltas_g.items() if abs(d) >= 5] or plates
         if picking:
             log += p.misplaced_pick_penalty * sum(1 for s in skus if not any(at_home(pid, s) for pid in changed))
         if picking and len(skus) > 1:
